@@ -1,0 +1,6 @@
+"""Every benchmark, one after another: ``make bench``."""
+
+from bench import job_speed
+
+if __name__ == "__main__":
+    job_speed.main()

@@ -1,0 +1,306 @@
+"""The ``image-tagger`` command: serve, ingest, analyze, token."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from image_tagger.settings import get_settings, reset_settings
+
+app = typer.Typer(
+    help="Image Tagger: cited visual metrics and VLM ratings for building photos.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+token_app = typer.Typer(help="Create and list API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+console = Console()
+err = Console(stderr=True)
+
+SUMMARY_METRICS = ("fractal.dimension", "color.colorfulness", "complexity.entropy_bits")
+
+
+def _prepare() -> None:
+    """Settings, logging, directories and an up-to-date schema."""
+    from image_tagger.logging import configure_logging
+    from image_tagger.migrations import upgrade_database
+
+    settings = get_settings()
+    configure_logging(
+        level=os.environ.get("IMAGE_TAGGER_LOG_LEVEL", "WARNING"),
+        json=settings.log_json,
+    )
+    settings.ensure_dirs()
+    upgrade_database()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind")] = None,
+) -> None:
+    """Start the API, the cockpit and (by default) the in-process job runner."""
+    import uvicorn
+
+    if host:
+        os.environ["IMAGE_TAGGER_HOST"] = host
+    if port:
+        os.environ["IMAGE_TAGGER_PORT"] = str(port)
+    reset_settings()
+    _prepare()
+    settings = get_settings()
+    uvicorn.run(
+        "image_tagger.app:app",
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    _prepare()
+    console.print(f"database is up to date: {get_settings().sqlalchemy_url}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders")],
+    wait: Annotated[bool, typer.Option(help="Wait for the job to end")] = True,
+) -> None:
+    """Upload images as one job through the upload service, then watch it run."""
+    from image_tagger.db import session_scope
+    from image_tagger.uploads.service import create_upload
+    from image_tagger.uploads.storage import stage_path
+
+    _prepare()
+    settings = get_settings()
+    files = _expand(paths)
+    if not files:
+        err.print("no files found; give image files or folders that hold them")
+        raise typer.Exit(2)
+
+    staged = [
+        stage_path(settings.tmp_dir, path, max_bytes=settings.max_upload_bytes)
+        for path in files
+    ]
+    try:
+        with session_scope(write=True) as session:
+            outcome = create_upload(
+                session, staged, settings=settings, created_by="cli"
+            )
+            job_id, verdicts = outcome.job.id, outcome.files
+    finally:
+        for file in staged:
+            file.discard()
+
+    counts = {
+        s: sum(v.status == s for v in verdicts)
+        for s in ("accepted", "duplicate", "rejected")
+    }
+    console.print(
+        f"job {job_id}: {len(verdicts)} files "
+        f"({counts['accepted']} accepted, {counts['duplicate']} duplicate, "
+        f"{counts['rejected']} rejected)"
+    )
+    for verdict in verdicts:
+        if verdict.status == "rejected":
+            console.print(f"  rejected {verdict.filename}: {verdict.reason}")
+
+    if settings.queue == "none" or not wait:
+        console.print(
+            f"recorded; run it with: python -m scripts.run_upload_job {job_id}"
+        )
+        return
+    status = _run_and_watch(job_id)
+    _print_job_table(job_id)
+    raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_WITH_ERRORS") else 1)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and not p.name.startswith(".")
+                )
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            err.print(f"skipped {path}: no such file or folder")
+    return files
+
+
+def _run_and_watch(job_id: int) -> str:
+    from image_tagger.db import session_scope
+    from image_tagger.jobs.backends import InProcessBackend, create_backend
+    from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJob
+
+    settings = get_settings()
+    backend = (
+        InProcessBackend(settings, sweep=False)
+        if settings.queue == "inprocess"
+        else create_backend(settings)
+    )
+    backend.dispatch(job_id)
+    try:
+        with Progress(
+            TextColumn("job {task.fields[job]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+        ) as progress:
+            task = progress.add_task("", total=None, job=job_id, status="PENDING")
+            while True:
+                with session_scope() as session:
+                    job = session.get(UploadJob, job_id)
+                    done = job.completed_items + job.failed_items
+                    progress.update(
+                        task, total=job.total_items, completed=done, status=job.status
+                    )
+                    if job.status in FINAL_JOB_STATUSES:
+                        return job.status
+                time.sleep(0.25)
+    finally:
+        backend.shutdown()
+
+
+def _print_job_table(job_id: int) -> None:
+    from image_tagger.db import session_scope
+    from image_tagger.images.models import ImageAnalysis
+    from image_tagger.jobs.models import UploadJob, UploadJobItem
+
+    with session_scope() as session:
+        job = session.get(UploadJob, job_id)
+        table = Table(title=f"job {job_id}: {job.status}")
+        for column in ("item", "file", "status", *SUMMARY_METRICS, "note / error"):
+            table.add_column(column, overflow="fold")
+        items = session.scalars(
+            select(UploadJobItem)
+            .where(UploadJobItem.job_id == job_id)
+            .order_by(UploadJobItem.id)
+        ).all()
+        for item in items:
+            metrics = {}
+            if item.image_id is not None:
+                analysis = session.scalar(
+                    select(ImageAnalysis)
+                    .where(ImageAnalysis.image_id == item.image_id)
+                    .order_by(ImageAnalysis.updated_at.desc())
+                    .limit(1)
+                )
+                metrics = analysis.metrics if analysis else {}
+            table.add_row(
+                str(item.id),
+                item.filename,
+                item.status,
+                *(_fmt(metrics.get(key)) for key in SUMMARY_METRICS),
+                item.error_message or item.note or "",
+            )
+        console.print(table)
+        console.print(
+            f"{job.completed_items} completed, {job.failed_items} failed "
+            f"of {job.total_items}"
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+@app.command()
+def analyze(
+    files: Annotated[list[Path], typer.Argument(help="Image files")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line per file")
+    ] = False,
+) -> None:
+    """Compute the metrics of images and print them; nothing is stored."""
+    from image_tagger.science.compute import analyze_file
+
+    failures = 0
+    for path in files:
+        try:
+            result = analyze_file(path)
+        except (OSError, ValueError) as exc:
+            failures += 1
+            message = (
+                exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            )
+            if as_json:
+                print(json.dumps({"file": str(path), "error": message}))
+            else:
+                err.print(f"{path}: {message}")
+            continue
+        if as_json:
+            print(json.dumps({"file": str(path), "metrics": result.metrics}))
+            continue
+        table = Table(title=str(path))
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("note")
+        for key, value in result.metrics.items():
+            table.add_row(key, _fmt(value), result.notes.get(key, ""))
+        console.print(table)
+    raise typer.Exit(1 if failures else 0)
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin or tagger")] = "admin",
+    name: Annotated[str, typer.Option(help="Who or what the token is for")] = "cli",
+) -> None:
+    """Create a token and print it (only its hash is stored)."""
+    from image_tagger.auth.service import create_token
+    from image_tagger.db import session_scope
+
+    _prepare()
+    try:
+        with session_scope(write=True) as session:
+            token = create_token(session, role=role, name=name)
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from None
+    print(token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (names and roles; the tokens themselves are not stored)."""
+    from image_tagger.auth.service import list_tokens
+    from image_tagger.db import session_scope
+
+    _prepare()
+    table = Table()
+    for column in ("id", "name", "role", "created", "revoked"):
+        table.add_column(column)
+    with session_scope() as session:
+        for row in list_tokens(session):
+            table.add_row(
+                str(row.id),
+                row.name,
+                row.role,
+                row.created_at.isoformat(timespec="seconds"),
+                row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
+            )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

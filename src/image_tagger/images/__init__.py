@@ -1,0 +1,1 @@
+"""Stored images: the model, decoding pixels, endpoints."""

@@ -1,0 +1,114 @@
+"""The image endpoints: metadata with the latest analysis, the file, a thumbnail."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import FileResponse
+from PIL import Image as PILImage
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from image_tagger.auth.dependencies import AdminPrincipal
+from image_tagger.db import session_scope
+from image_tagger.images.decode import ImageDecodeError, load_analysis_image
+from image_tagger.images.models import Image, ImageAnalysis
+from image_tagger.images.schemas import AnalysisOut, ImageOut
+from image_tagger.settings import get_settings
+
+router = APIRouter(prefix="/api/v1/admin/images", tags=["images"])
+
+THUMBNAIL_SIDE = 256
+# Stored files are data, never a page: no sniffing, no scripts, no framing.
+FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, max-age=3600",
+}
+
+
+def _load(image_id: int) -> tuple[Image, ImageAnalysis | None]:
+    with session_scope() as session:
+        image = session.get(Image, image_id)
+        if image is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, detail=f"no image {image_id}"
+            )
+        analysis = session.scalar(
+            select(ImageAnalysis)
+            .where(ImageAnalysis.image_id == image_id)
+            .order_by(ImageAnalysis.updated_at.desc(), ImageAnalysis.id.desc())
+            .limit(1)
+        )
+        return image, analysis
+
+
+@router.get("/{image_id}", response_model=ImageOut)
+def get_image(image_id: int, _: AdminPrincipal) -> ImageOut:
+    """The image's metadata and its latest analysis (metrics, VLM, version)."""
+    image, analysis = _load(image_id)
+    return ImageOut(
+        id=image.id,
+        filename=image.filename,
+        sha256=image.sha256,
+        format=image.format,
+        media_type=image.media_type,
+        size_bytes=image.size_bytes,
+        width=image.width,
+        height=image.height,
+        created_at=image.created_at,
+        analysis=None
+        if analysis is None
+        else AnalysisOut(
+            pipeline_version=analysis.pipeline_version,
+            parameters=analysis.parameters,
+            metrics=analysis.metrics,
+            metric_notes=analysis.metric_notes or {},
+            vlm=analysis.vlm or {},
+            seconds=analysis.seconds,
+            updated_at=analysis.updated_at,
+        ),
+    )
+
+
+@router.get("/{image_id}/file", response_class=FileResponse)
+def get_image_file(image_id: int, _: AdminPrincipal) -> FileResponse:
+    """The stored file, as uploaded, with its image content type."""
+    image, _analysis = _load(image_id)
+    path = get_settings().data_dir / image.storage_path
+    if not path.is_file():
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail="the stored file is missing"
+        )
+    return FileResponse(path, media_type=image.media_type, headers=FILE_HEADERS)
+
+
+@router.get("/{image_id}/thumbnail", response_class=FileResponse)
+async def get_image_thumbnail(image_id: int, _: AdminPrincipal) -> FileResponse:
+    """A JPEG of at most 256 px on the long side, made once and kept."""
+    image, _analysis = await run_in_threadpool(_load, image_id)
+    settings = get_settings()
+    thumb = settings.data_dir / "thumbnails" / f"{image.sha256}.jpg"
+    if not thumb.is_file():
+        source = settings.data_dir / image.storage_path
+        try:
+            await run_in_threadpool(_make_thumbnail, source, thumb)
+        except ImageDecodeError as exc:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"no thumbnail: {exc}",
+            ) from exc
+    return FileResponse(thumb, media_type="image/jpeg", headers=FILE_HEADERS)
+
+
+def _make_thumbnail(source: Path, target: Path) -> None:
+    pixels = load_analysis_image(source, max_side=THUMBNAIL_SIDE)
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="JPEG", quality=85)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.part")
+    partial.write_bytes(buffer.getvalue())
+    os.replace(partial, target)

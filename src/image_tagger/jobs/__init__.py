@@ -1,0 +1,1 @@
+"""Upload jobs: models, claims and leases, the runner, dispatch backends."""

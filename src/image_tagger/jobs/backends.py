@@ -1,0 +1,182 @@
+"""Dispatch backends: how a committed job reaches a runner.
+
+``inprocess`` runs jobs in this process: runner threads claim items and send
+the pixel work to a pool of processes, one per core, so the API stays
+responsive. ``none`` only records jobs, for ``python -m scripts.run_upload_job``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+import structlog
+
+from image_tagger.db import session_scope
+from image_tagger.jobs import service
+from image_tagger.jobs.runner import run_upload_job
+from image_tagger.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class JobBackend(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def dispatch(self, job_id: int) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def health(self) -> dict: ...
+
+
+class RecordOnlyBackend:
+    """Jobs are recorded and left for a worker process to run."""
+
+    name = "none"
+
+    def start(self) -> None:
+        pass
+
+    def dispatch(self, job_id: int) -> None:
+        log.info(
+            "job.recorded",
+            job_id=job_id,
+            hint=f"run: python -m scripts.run_upload_job {job_id}",
+        )
+
+    def shutdown(self) -> None:
+        pass
+
+    def health(self) -> dict:
+        return {"backend": self.name, "ok": True}
+
+
+class ComputePool:
+    """A process pool for the pixel work that replaces itself if a child dies."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                log.warning("pool.replaced", reason="a worker process died")
+                self._pool = self._new_pool()
+                return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class InProcessBackend:
+    """Runner threads in this process, pixel work in a process per core."""
+
+    name = "inprocess"
+
+    def __init__(self, settings: Settings, *, sweep: bool = True) -> None:
+        self.settings = settings
+        self._sweep_enabled = sweep
+        self._runners = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="runner"
+        )
+        self._pool = ComputePool(settings.workers)
+        self._active: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Recover what a previous process left, then keep sweeping."""
+        self.sweep()
+        if self._sweep_enabled:
+            self._sweeper = threading.Thread(
+                target=self._sweep_forever, name="lease-sweeper", daemon=True
+            )
+            self._sweeper.start()
+
+    def dispatch(self, job_id: int) -> None:
+        """Start a runner per worker on the job (extra ones stop at once)."""
+        for _ in range(self.settings.workers):
+            with self._lock:
+                self._active[job_id] += 1
+            self._runners.submit(self._run, job_id)
+
+    def _run(self, job_id: int) -> None:
+        try:
+            if not self._stop.is_set():
+                run_upload_job(
+                    job_id, executor=self._pool, stop=self._stop, settings=self.settings
+                )
+        except Exception:
+            log.exception("runner.crashed", job_id=job_id)
+        finally:
+            with self._lock:
+                self._active[job_id] -= 1
+                if self._active[job_id] <= 0:
+                    del self._active[job_id]
+
+    def sweep(self) -> None:
+        """Requeue items whose lease expired; dispatch jobs no runner here serves."""
+        with session_scope(write=True) as session:
+            service.recover_expired_leases(
+                session, max_attempts=self.settings.max_attempts
+            )
+        with session_scope() as session:
+            waiting = service.jobs_with_pending_items(session)
+        with self._lock:
+            idle = [job_id for job_id in waiting if job_id not in self._active]
+        for job_id in idle:
+            log.info("job.redispatched", job_id=job_id)
+            self.dispatch(job_id)
+
+    def _sweep_forever(self) -> None:
+        while not self._stop.wait(self.settings.recovery_interval_seconds):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("sweep.failed")
+
+    def is_idle(self) -> bool:
+        with self._lock:
+            return not self._active
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._runners.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
+
+    def health(self) -> dict:
+        with self._lock:
+            active = sorted(self._active)
+        return {
+            "backend": self.name,
+            "ok": not self._stop.is_set(),
+            "workers": self.settings.workers,
+            "active_jobs": active,
+        }
+
+
+def create_backend(settings: Settings) -> JobBackend:
+    if settings.queue == "inprocess":
+        return InProcessBackend(settings)
+    if settings.queue == "none":
+        return RecordOnlyBackend()
+    raise ValueError(
+        f"IMAGE_TAGGER_QUEUE={settings.queue!r} is not available in this version; "
+        "use 'inprocess' or 'none'"
+    )

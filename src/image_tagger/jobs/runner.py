@@ -1,0 +1,247 @@
+"""The runner: claims a job's items one at a time and records their results.
+
+``run_upload_job`` works on one job until no item is left to claim. Several
+runners (threads, processes, machines) may run it on the same job at once;
+claims and leases keep each item with one runner.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from image_tagger.db import session_scope
+from image_tagger.images.decode import ImageDecodeError
+from image_tagger.images.models import Image
+from image_tagger.jobs import service
+from image_tagger.jobs.models import UploadJobItem
+from image_tagger.science.pipeline import (
+    PipelineResult,
+    SciencePipeline,
+    SciencePipelineConfig,
+)
+from image_tagger.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another runner took the item over after this runner's lease expired."""
+
+
+def new_owner() -> str:
+    """A name for one runner, unique across machines and processes."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_upload_job(
+    job_id: int,
+    *,
+    executor: Executor | None = None,
+    stop: threading.Event | None = None,
+    settings: Settings | None = None,
+) -> str | None:
+    """Process the job's pending items until none is left; the job's status."""
+    settings = settings or get_settings()
+    owner = new_owner()
+    pipeline = SciencePipeline(
+        config=SciencePipelineConfig(enable_all=True), executor=executor
+    )
+    with session_scope(write=True) as session:
+        service.recover_expired_leases(
+            session, max_attempts=settings.max_attempts, job_id=job_id
+        )
+
+    processed = 0
+    while stop is None or not stop.is_set():
+        with session_scope(write=True) as session:
+            item_id = service.claim_next_item(
+                session, job_id, owner=owner, lease_seconds=settings.lease_seconds
+            )
+        if item_id is None:
+            break
+        _process_item(
+            item_id, job_id, owner=owner, pipeline=pipeline, settings=settings
+        )
+        processed += 1
+
+    with session_scope() as session:
+        status = service.job_status(session, job_id)
+    log.debug("runner.done", job_id=job_id, owner=owner, items=processed, status=status)
+    return status
+
+
+def _process_item(
+    item_id: int,
+    job_id: int,
+    *,
+    owner: str,
+    pipeline: SciencePipeline,
+    settings: Settings,
+) -> None:
+    started = time.perf_counter()
+    with session_scope() as session:
+        item = session.get(UploadJobItem, item_id)
+        image = session.scalar(select(Image).where(Image.id == item.image_id))
+        path = settings.data_dir / image.storage_path
+        already = SciencePipeline(config=pipeline.config, db=session).latest(image.id)
+
+    if already is not None:
+        note = (
+            f"already analysed with pipeline version {already.pipeline_version}; "
+            "not analysed again"
+        )
+        _record(item_id, job_id, owner=owner, note=note, started=started)
+        return
+
+    try:
+        with LeaseHeartbeat(item_id, owner=owner, lease_seconds=settings.lease_seconds):
+            result = pipeline.compute(path)
+    except ImageDecodeError as exc:
+        _fail(item_id, job_id, owner=owner, reason=str(exc), started=started)
+        return
+    except BrokenProcessPool:
+        _retry_or_fail(
+            item_id,
+            job_id,
+            owner=owner,
+            settings=settings,
+            reason="the analysis process crashed on this image",
+        )
+        return
+    except Exception as exc:
+        log.exception("item.error", job_id=job_id, item_id=item_id)
+        _retry_or_fail(
+            item_id,
+            job_id,
+            owner=owner,
+            settings=settings,
+            reason=f"analysis failed: {type(exc).__name__}: {exc}",
+        )
+        return
+
+    _record(
+        item_id,
+        job_id,
+        owner=owner,
+        result=result,
+        image_id=image.id,
+        pipeline=pipeline,
+        started=started,
+    )
+
+
+def _record(
+    item_id: int,
+    job_id: int,
+    *,
+    owner: str,
+    started: float,
+    result: PipelineResult | None = None,
+    image_id: int | None = None,
+    pipeline: SciencePipeline | None = None,
+    note: str | None = None,
+) -> None:
+    """Results, the item's status and the job's counters in one transaction."""
+    seconds = round(time.perf_counter() - started, 4)
+    for attempt in (1, 2):
+        try:
+            with session_scope(write=True) as session:
+                if not service.complete_item(
+                    session,
+                    item_id,
+                    job_id=job_id,
+                    owner=owner,
+                    seconds=seconds,
+                    note=note,
+                ):
+                    raise LeaseLost(item_id)
+                if result is not None:
+                    SciencePipeline(config=pipeline.config, db=session).store(
+                        image_id, result
+                    )
+                service.finish_job_if_done(session, job_id)
+            return
+        except LeaseLost:
+            log.warning("item.lease_lost", job_id=job_id, item_id=item_id, owner=owner)
+            return
+        except IntegrityError:
+            # Another job stored this image's analysis at the same moment; the
+            # second try finds it and replaces it.
+            if attempt == 2:
+                raise
+
+
+def _fail(
+    item_id: int, job_id: int, *, owner: str, reason: str, started: float
+) -> None:
+    seconds = round(time.perf_counter() - started, 4)
+    with session_scope(write=True) as session:
+        if service.fail_item(
+            session, item_id, job_id=job_id, owner=owner, reason=reason, seconds=seconds
+        ):
+            log.warning("item.failed", job_id=job_id, item_id=item_id, reason=reason)
+            service.finish_job_if_done(session, job_id)
+
+
+def _retry_or_fail(
+    item_id: int, job_id: int, *, owner: str, settings: Settings, reason: str
+) -> None:
+    with session_scope(write=True) as session:
+        attempts = session.scalar(
+            select(UploadJobItem.attempts).where(UploadJobItem.id == item_id)
+        )
+        if attempts < settings.max_attempts:
+            service.release_item(session, item_id, owner=owner, reason=reason)
+            log.info("item.retry", job_id=job_id, item_id=item_id, reason=reason)
+            return
+    _fail(
+        item_id,
+        job_id,
+        owner=owner,
+        reason=f"{reason} (gave up after {attempts} attempts)",
+        started=time.perf_counter(),
+    )
+
+
+class LeaseHeartbeat:
+    """Renews a runner's lease on an item while the item is being analysed."""
+
+    def __init__(self, item_id: int, *, owner: str, lease_seconds: float) -> None:
+        self.item_id = item_id
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"lease-{item_id}", daemon=True
+        )
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            with session_scope(write=True) as session:
+                kept = service.renew_lease(
+                    session,
+                    self.item_id,
+                    owner=self.owner,
+                    lease_seconds=self.lease_seconds,
+                )
+            if not kept:
+                log.warning("item.lease_lost", item_id=self.item_id, owner=self.owner)
+                return

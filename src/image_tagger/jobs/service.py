@@ -1,0 +1,321 @@
+"""Claims, leases, results and counters: every state change of jobs and items.
+
+Each function takes the caller's session and flushes; the caller commits. Every
+change is a conditional UPDATE, so any number of runners in any number of
+processes can share a job: an item is claimed by one runner at a time (its
+lease), only the lease holder may finish it, and a job's final status is set
+once, by whoever records its last item.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from image_tagger.db import utcnow
+from image_tagger.jobs.models import (
+    FINAL_JOB_STATUSES,
+    ItemStatus,
+    JobStatus,
+    UploadJob,
+    UploadJobItem,
+)
+
+log = structlog.get_logger(__name__)
+
+Item = UploadJobItem
+Job = UploadJob
+NO_SYNC = {"synchronize_session": False}
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def claim_next_item(
+    session: Session, job_id: int, *, owner: str, lease_seconds: float
+) -> int | None:
+    """Atomically take the job's next pending item for ``owner``; its id or None."""
+    now = utcnow()
+    candidate = (
+        select(Item.id)
+        .where(Item.job_id == job_id, Item.status == ItemStatus.PENDING)
+        .order_by(Item.id)
+        .limit(1)
+    )
+    if _is_postgres(session):
+        candidate = candidate.with_for_update(skip_locked=True)
+
+    claimed = session.scalar(
+        update(Item)
+        .where(
+            Item.id == candidate.scalar_subquery(), Item.status == ItemStatus.PENDING
+        )
+        .values(
+            status=ItemStatus.RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=Item.attempts + 1,
+            started_at=now,
+            finished_at=None,
+        )
+        .returning(Item.id)
+        .execution_options(**NO_SYNC)
+    )
+    if claimed is not None:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.PENDING)
+            .values(status=JobStatus.RUNNING, started_at=now, updated_at=now)
+            .execution_options(**NO_SYNC)
+        )
+    return claimed
+
+
+def renew_lease(
+    session: Session, item_id: int, *, owner: str, lease_seconds: float
+) -> bool:
+    """Extend ``owner``'s lease on a running item; False if it was lost."""
+    result = session.execute(
+        update(Item)
+        .where(
+            Item.id == item_id,
+            Item.lease_owner == owner,
+            Item.status == ItemStatus.RUNNING,
+        )
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(**NO_SYNC)
+    )
+    return result.rowcount == 1
+
+
+def complete_item(
+    session: Session,
+    item_id: int,
+    *,
+    job_id: int,
+    owner: str,
+    seconds: float | None = None,
+    note: str | None = None,
+) -> bool:
+    """Mark ``owner``'s item completed and count it; False if the lease was lost."""
+    return _finish_item(
+        session,
+        item_id,
+        job_id=job_id,
+        owner=owner,
+        status=ItemStatus.COMPLETED,
+        values={"seconds": seconds, "note": note, "error_message": None},
+    )
+
+
+def fail_item(
+    session: Session,
+    item_id: int,
+    *,
+    job_id: int,
+    owner: str,
+    reason: str,
+    seconds: float | None = None,
+) -> bool:
+    """Mark ``owner``'s item failed with ``reason``; False if the lease was lost."""
+    finished = _finish_item(
+        session,
+        item_id,
+        job_id=job_id,
+        owner=owner,
+        status=ItemStatus.FAILED,
+        values={"seconds": seconds, "error_message": reason},
+    )
+    if finished:
+        refresh_error_summary(session, job_id)
+    return finished
+
+
+def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> bool:
+    """Give a running item back to the queue for another attempt."""
+    result = session.execute(
+        update(Item)
+        .where(
+            Item.id == item_id,
+            Item.lease_owner == owner,
+            Item.status == ItemStatus.RUNNING,
+        )
+        .values(
+            status=ItemStatus.PENDING,
+            lease_owner=None,
+            lease_expires_at=None,
+            error_message=reason,
+        )
+        .execution_options(**NO_SYNC)
+    )
+    return result.rowcount == 1
+
+
+def _finish_item(
+    session: Session,
+    item_id: int,
+    *,
+    job_id: int,
+    owner: str,
+    status: ItemStatus,
+    values: dict,
+) -> bool:
+    now = utcnow()
+    result = session.execute(
+        update(Item)
+        .where(
+            Item.id == item_id,
+            Item.lease_owner == owner,
+            Item.status == ItemStatus.RUNNING,
+        )
+        .values(
+            status=status,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            **values,
+        )
+        .execution_options(**NO_SYNC)
+    )
+    if result.rowcount != 1:
+        return False
+
+    counter = (
+        Job.completed_items if status == ItemStatus.COMPLETED else Job.failed_items
+    )
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values({counter: counter + 1, Job.updated_at: now})
+        .execution_options(**NO_SYNC)
+    )
+    return True
+
+
+def refresh_error_summary(session: Session, job_id: int) -> None:
+    """A short summary of a job's failures: the first reason and how many more."""
+    failed = session.scalar(
+        select(func.count()).where(
+            Item.job_id == job_id, Item.status == ItemStatus.FAILED
+        )
+    )
+    if not failed:
+        summary = None
+    else:
+        first = session.execute(
+            select(Item.filename, Item.error_message)
+            .where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
+            .order_by(Item.id)
+            .limit(1)
+        ).one()
+        more = f" (+{failed - 1} more)" if failed > 1 else ""
+        summary = f"{failed} failed; {first.filename}: {first.error_message}{more}"
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(error_summary=summary)
+        .execution_options(**NO_SYNC)
+    )
+
+
+def finish_job_if_done(session: Session, job_id: int) -> str | None:
+    """Set the final status once every item is recorded; only the first call does."""
+    final = case(
+        (Job.failed_items == 0, JobStatus.COMPLETED.value),
+        (Job.completed_items == 0, JobStatus.FAILED.value),
+        else_=JobStatus.COMPLETED_WITH_ERRORS.value,
+    )
+    now = utcnow()
+    status = session.scalar(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]),
+            Job.completed_items + Job.failed_items >= Job.total_items,
+        )
+        .values(status=final, finished_at=now, updated_at=now)
+        .returning(Job.status)
+        .execution_options(**NO_SYNC)
+    )
+    if status is not None:
+        job = session.execute(
+            select(
+                Job.total_items, Job.completed_items, Job.failed_items, Job.created_at
+            ).where(Job.id == job_id)
+        ).one()
+        log.info(
+            "job.finished",
+            job_id=job_id,
+            status=status,
+            items=job.total_items,
+            completed=job.completed_items,
+            failed=job.failed_items,
+            seconds=round((now - job.created_at).total_seconds(), 3),
+        )
+    return status
+
+
+def recover_expired_leases(
+    session: Session, *, max_attempts: int, job_id: int | None = None
+) -> set[int]:
+    """Put items whose lease expired back to pending, or fail them past the limit.
+
+    Returns the ids of the jobs that were touched.
+    """
+    now = utcnow()
+    query = select(Item.id, Item.job_id, Item.attempts, Item.lease_owner).where(
+        Item.status == ItemStatus.RUNNING, Item.lease_expires_at < now
+    )
+    if job_id is not None:
+        query = query.where(Item.job_id == job_id)
+    if _is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+
+    touched: set[int] = set()
+    for row in session.execute(query).all():
+        if row.attempts >= max_attempts:
+            reason = (
+                f"gave up after {row.attempts} attempts: the worker processing it "
+                "stopped (its lease expired each time)"
+            )
+            if fail_item(
+                session, row.id, job_id=row.job_id, owner=row.lease_owner, reason=reason
+            ):
+                log.warning(
+                    "item.failed", job_id=row.job_id, item_id=row.id, reason=reason
+                )
+                finish_job_if_done(session, row.job_id)
+        elif release_item(
+            session, row.id, owner=row.lease_owner, reason="lease expired; retrying"
+        ):
+            log.info(
+                "item.lease_expired",
+                job_id=row.job_id,
+                item_id=row.id,
+                attempts=row.attempts,
+            )
+        touched.add(row.job_id)
+    return touched
+
+
+def jobs_with_pending_items(session: Session) -> list[int]:
+    """Unfinished jobs that still have items waiting for a runner."""
+    query = (
+        select(Item.job_id)
+        .join(Job, Job.id == Item.job_id)
+        .where(
+            Item.status == ItemStatus.PENDING,
+            Job.status.not_in(list(FINAL_JOB_STATUSES)),
+        )
+        .distinct()
+        .order_by(Item.job_id)
+    )
+    return list(session.scalars(query))
+
+
+def job_status(session: Session, job_id: int) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id))

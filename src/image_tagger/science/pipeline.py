@@ -1,0 +1,114 @@
+"""SciencePipeline: runs every enabled analyzer on an image and stores the result.
+
+Computing and storing are separate steps so that a runner can compute outside
+any transaction (in a process pool) and record the result in the same
+transaction as the item's status.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from image_tagger.images.models import Image, ImageAnalysis
+from image_tagger.science.compute import PIPELINE_PARAMS, analyze_file
+from image_tagger.settings import get_settings
+
+PIPELINE_VERSION = "1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SciencePipelineConfig:
+    """Which analyzers run. ``enable_all`` turns on every one that is available."""
+
+    enable_all: bool = False
+    metrics: bool = True
+
+    @property
+    def run_metrics(self) -> bool:
+        return self.enable_all or self.metrics
+
+
+@dataclass
+class PipelineResult:
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    metric_notes: dict[str, str] = field(default_factory=dict)
+    vlm: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class SciencePipeline:
+    """Runs the analyzers of ``config`` on images and stores their results."""
+
+    version = PIPELINE_VERSION
+
+    def __init__(
+        self,
+        *,
+        config: SciencePipelineConfig,
+        db: Session | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.executor = executor
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"metrics": PIPELINE_PARAMS if self.config.run_metrics else None}
+
+    def compute(self, path: Path) -> PipelineResult:
+        """Every enabled analyzer on the file at ``path``; nothing is stored."""
+        started = time.perf_counter()
+        result = PipelineResult()
+
+        if self.config.run_metrics:
+            if self.executor is None:
+                metrics = analyze_file(path)
+            else:
+                metrics = self.executor.submit(analyze_file, path).result()
+            result.metrics = metrics.metrics
+            result.metric_notes = metrics.notes
+
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def store(self, image_id: int, result: PipelineResult) -> ImageAnalysis:
+        """Record ``result`` for the image; the same version replaces, never adds."""
+        db = self._require_db()
+        analysis = self.latest(image_id)
+        if analysis is None:
+            analysis = ImageAnalysis(image_id=image_id, pipeline_version=self.version)
+            db.add(analysis)
+        analysis.parameters = self.parameters
+        analysis.metrics = result.metrics
+        analysis.metric_notes = result.metric_notes
+        analysis.vlm = result.vlm
+        analysis.seconds = round(result.seconds, 4)
+        db.flush()
+        return analysis
+
+    def latest(self, image_id: int) -> ImageAnalysis | None:
+        """This version's analysis of the image, if there is one."""
+        return self._require_db().scalar(
+            select(ImageAnalysis).where(
+                ImageAnalysis.image_id == image_id,
+                ImageAnalysis.pipeline_version == self.version,
+            )
+        )
+
+    def analyze(self, image: Image) -> ImageAnalysis:
+        """Compute and store every enabled analyzer for ``image``."""
+        path = get_settings().data_dir / image.storage_path
+        return self.store(image.id, self.compute(path))
+
+    def _require_db(self) -> Session:
+        if self.db is None:
+            raise RuntimeError("SciencePipeline needs db=session to read or store")
+        return self.db

@@ -1,0 +1,88 @@
+"""The one settings object, read from ``IMAGE_TAGGER_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; units are part of the names."""
+
+    model_config = SettingsConfigDict(env_prefix="IMAGE_TAGGER_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: SQLite (WAL) in DATA_DIR",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="Base URL printed in sign-in links"
+    )
+
+    auth_mode: Literal["token", "header"] = "token"
+
+    queue: Literal["inprocess", "celery", "none"] = "inprocess"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    workers: int = Field(default_factory=_default_workers, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    recovery_interval_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_files_per_upload: int = Field(default=500, gt=0)
+    max_image_pixels: int = Field(default=100_000_000, gt=0)
+
+    vlm_base_url: str | None = None
+    vlm_api_key: SecretStr | None = None
+    vlm_model: str | None = None
+    vlm_budget_usd: float | None = Field(default=None, ge=0)
+    vlm_concurrency: int = Field(default=4, ge=1)
+    vlm_rpm: int | None = Field(default=None, ge=1)
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'image_tagger.db'}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.images_dir, self.tmp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and CLI options change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Uploads: streaming files to disk, checking them, content-addressed storage."""

@@ -1,0 +1,136 @@
+"""Streaming a multipart request's files straight into staging files.
+
+Each part of the field ``files`` is written to its own staging file as the
+bytes arrive (hashed and counted on the way); nothing is held whole in memory.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+from pathlib import Path
+
+from fastapi import HTTPException, Request, status
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from image_tagger.uploads.storage import StagedFile, begin_staging
+
+FIELD = "files"
+
+
+class TooManyFiles(Exception):
+    pass
+
+
+class _Receiver:
+    """Collects the parts of one request as the parser reports them."""
+
+    def __init__(self, tmp_dir: Path, *, max_bytes: int, max_files: int) -> None:
+        self.tmp_dir = tmp_dir
+        self.max_bytes = max_bytes
+        self.max_files = max_files
+        self.files: list[StagedFile] = []
+        self._header_field = b""
+        self._header_value = b""
+        self._headers: dict[str, str] = {}
+        self._current: StagedFile | None = None
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field_data,
+            "on_header_value": self._header_value_data,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._current = None
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        name = self._header_field.decode("latin-1").strip().lower()
+        self._headers[name] = self._header_value.decode("utf-8", "replace")
+        self._header_field = b""
+        self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        disposition = Message()
+        disposition["content-disposition"] = self._headers.get(
+            "content-disposition", ""
+        )
+        field = disposition.get_param("name", header="content-disposition")
+        filename = disposition.get_filename()
+        if field != FIELD or filename is None:
+            return  # other fields are ignored
+        if len(self.files) >= self.max_files:
+            raise TooManyFiles
+        self._current = begin_staging(self.tmp_dir, filename, max_bytes=self.max_bytes)
+        self.files.append(self._current)
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current is not None:
+            self._current.write(data[start:end])
+
+    def _part_end(self) -> None:
+        if self._current is not None:
+            self._current.close()
+        self._current = None
+
+    def discard_all(self) -> None:
+        for staged in self.files:
+            staged.discard()
+
+
+async def receive_files(
+    request: Request, *, tmp_dir: Path, max_bytes: int, max_files: int
+) -> list[StagedFile]:
+    """Stream the request's ``files`` parts to staging files, in upload order."""
+    content_type, params = parse_options_header(request.headers.get("content-type"))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail="send the images as multipart/form-data in the field 'files'",
+        )
+
+    receiver = _Receiver(tmp_dir, max_bytes=max_bytes, max_files=max_files)
+    parser = MultipartParser(boundary, receiver.callbacks())
+    try:
+        async for chunk in request.stream():
+            await run_in_threadpool(parser.write, chunk)
+        parser.finalize()
+    except TooManyFiles:
+        receiver.discard_all()
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=(
+                f"more than {max_files} files in one upload; send at most "
+                f"{max_files} per request or set IMAGE_TAGGER_MAX_FILES_PER_UPLOAD "
+                "to raise the limit"
+            ),
+        ) from None
+    except Exception as exc:
+        receiver.discard_all()
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"the multipart body could not be read ({exc}); nothing was stored",
+        ) from exc
+    finally:
+        if receiver._current is not None:
+            receiver._current.close()
+
+    if not receiver.files:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="no files in the upload; send images in the multipart field 'files'",
+        )
+    return receiver.files

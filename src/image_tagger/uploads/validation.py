@@ -1,0 +1,89 @@
+"""Deciding what a staged file is, from its bytes, before any pixel is decoded."""
+
+from __future__ import annotations
+
+import unicodedata
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from image_tagger.images.formats import FORMATS, register_openers
+
+register_openers()
+
+MAX_FILENAME_CHARS = 255
+
+
+class Rejected(Exception):
+    """A file that will not be stored; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Inspection:
+    format: str
+    media_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def clean_filename(raw: str | None) -> str:
+    """The client's file name as display data: no control characters, bounded."""
+    text = "".join(
+        "\ufffd" if unicodedata.category(ch) in ("Cc", "Cf") else ch
+        for ch in (raw or "")
+    ).strip()
+    if not text:
+        return "unnamed"
+    if len(text) > MAX_FILENAME_CHARS:
+        text = text[: MAX_FILENAME_CHARS - 1] + "\u2026"
+    return text
+
+
+def inspect_image(path: Path, *, max_pixels: int) -> Inspection:
+    """Read only the header of ``path``: its real format and pixel count.
+
+    Raises :class:`Rejected` for files that are not a supported image or whose
+    pixel count is past ``max_pixels`` (decompression bombs).
+    """
+    if path.stat().st_size == 0:
+        raise Rejected("file is empty")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                fmt, (width, height) = image.format, image.size
+        except Image.DecompressionBombError as exc:
+            raise Rejected(_too_many_pixels_message(None, max_pixels)) from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise Rejected(
+                "not an image this service reads (the content is not JPEG, PNG, "
+                "WebP, HEIC, AVIF, GIF, TIFF or BMP, whatever its name says)"
+            ) from exc
+
+    spec = FORMATS.get(fmt or "")
+    if spec is None:
+        raise Rejected(
+            f"image format {fmt} is not supported; convert it to JPEG or PNG"
+        )
+    if width < 1 or height < 1:
+        raise Rejected(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise Rejected(_too_many_pixels_message((width, height), max_pixels))
+
+    return Inspection(fmt, spec.media_type, spec.extension, width, height)
+
+
+def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int) -> str:
+    what = (
+        f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels"
+        if size
+        else ("far more pixels than allowed")
+    )
+    return (
+        f"image has {what}; the limit is {max_pixels:,} pixels, "
+        "set IMAGE_TAGGER_MAX_IMAGE_PIXELS to raise it"
+    )

@@ -1,0 +1,1 @@
+"""Vision-language model analyzers and the ToolUsage cost ledger."""

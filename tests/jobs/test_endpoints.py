@@ -1,0 +1,80 @@
+"""The job list and job detail endpoints."""
+
+from __future__ import annotations
+
+from helpers import ADMIN, jpeg_bytes, upload, wait_for_job
+
+
+def test_job_list_is_newest_first_with_counts_by_status(client):
+    first = upload(client, [("a.jpg", jpeg_bytes(10))]).json()["job_id"]
+    wait_for_job(client, first)
+    second = upload(client, [("junk.png", b"nope")]).json()["job_id"]
+
+    body = client.get("/api/v1/admin/upload/jobs?limit=20", headers=ADMIN).json()
+    assert [job["id"] for job in body["jobs"]] == [second, first]
+    assert body["counts"] == {
+        "PENDING": 0,
+        "RUNNING": 0,
+        "COMPLETED": 1,
+        "COMPLETED_WITH_ERRORS": 0,
+        "FAILED": 1,
+    }
+    summary = body["jobs"][1]
+    for key in (
+        "id",
+        "status",
+        "total_items",
+        "completed_items",
+        "failed_items",
+        "error_summary",
+        "created_at",
+        "updated_at",
+    ):
+        assert key in summary
+    assert summary["progress"] == 1.0
+
+    limited = client.get("/api/v1/admin/upload/jobs?limit=1", headers=ADMIN).json()
+    assert [job["id"] for job in limited["jobs"]] == [second]
+    assert (
+        client.get("/api/v1/admin/upload/jobs?limit=0", headers=ADMIN).status_code
+        == 422
+    )
+
+
+def test_job_detail_pages_through_items(client):
+    body = upload(client, [(f"{n}.jpg", jpeg_bytes(20 + n)) for n in range(5)]).json()
+    wait_for_job(client, body["job_id"])
+
+    page = client.get(
+        f"/api/v1/admin/upload/jobs/{body['job_id']}?items_offset=2&items_limit=2",
+        headers=ADMIN,
+    ).json()
+    assert [item["filename"] for item in page["items"]] == ["2.jpg", "3.jpg"]
+    assert page["items_total"] == 5
+    item = page["items"][0]
+    for key in (
+        "id",
+        "image_id",
+        "filename",
+        "status",
+        "error_message",
+        "attempts",
+        "started_at",
+        "finished_at",
+    ):
+        assert key in item
+    assert client.get("/api/v1/admin/upload/jobs/999", headers=ADMIN).status_code == 404
+
+
+def test_stored_files_are_served_with_their_image_type(client):
+    photo = jpeg_bytes(30)
+    body = upload(client, [("p.jpg", photo)]).json()
+    image_id = body["image_ids"][0]
+
+    response = client.get(f"/api/v1/admin/images/{image_id}/file", headers=ADMIN)
+    assert response.content == photo
+    assert response.headers["content-type"] == "image/jpeg"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    thumb = client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content[:2] == b"\xff\xd8"

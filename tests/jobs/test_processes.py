@@ -1,0 +1,107 @@
+"""Runners in separate processes: shared jobs, and a server killed mid-batch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+from helpers import ADMIN, FINAL, ROOT, ServerProcess, child_env, jpeg_bytes, upload
+from sqlalchemy import func, select
+
+from image_tagger.db import session_scope
+from image_tagger.images.models import ImageAnalysis
+from image_tagger.jobs.models import UploadJob, UploadJobItem
+
+
+def _check_job_is_whole(job_id: int, images: int) -> tuple[UploadJob, list]:
+    """Every item completed once, one analysis per image, counters exact."""
+    with session_scope() as session:
+        job = session.get(UploadJob, job_id)
+        items = session.scalars(
+            select(UploadJobItem).where(UploadJobItem.job_id == job_id)
+        ).all()
+        per_image = session.execute(
+            select(ImageAnalysis.image_id, func.count()).group_by(
+                ImageAnalysis.image_id
+            )
+        ).all()
+    assert job.status == "COMPLETED"
+    assert [item.status for item in items] == ["COMPLETED"] * images
+    assert job.total_items == len(items) == images
+    assert job.completed_items == sum(item.status == "COMPLETED" for item in items)
+    assert job.failed_items == sum(item.status == "FAILED" for item in items) == 0
+    assert len(per_image) == images
+    assert {count for _, count in per_image} == {1}
+    return job, items
+
+
+def test_two_worker_processes_share_a_job_and_process_each_item_once(
+    record_only_client, data_dir
+):
+    client = record_only_client
+    files = [(f"{n}.jpg", jpeg_bytes(n, size=(800, 600))) for n in range(24)]
+    job_id = upload(client, files).json()["job_id"]
+
+    env = child_env(data_dir, IMAGE_TAGGER_QUEUE="none")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "scripts.run_upload_job", str(job_id)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    assert all(f"job {job_id}: COMPLETED" in out for out in outputs), outputs
+    _job, items = _check_job_is_whole(job_id, 24)
+    assert {item.attempts for item in items} == {1}
+    owners_seen = {item.lease_owner for item in items}
+    assert owners_seen == {None}
+
+
+def test_server_killed_mid_batch_then_restarted_completes_the_job(data_dir, tmp_path):
+    env = child_env(
+        data_dir,
+        IMAGE_TAGGER_AUTH_MODE="header",
+        IMAGE_TAGGER_LEASE_SECONDS="3",
+        IMAGE_TAGGER_RECOVERY_INTERVAL_SECONDS="1",
+    )
+    server = ServerProcess(env, tmp_path / "server.log")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            files = [(f"{n}.jpg", jpeg_bytes(n, size=(1600, 1200))) for n in range(40)]
+            job_id = upload(http, files).json()["job_id"]
+            progress = _wait_until(
+                http, job_id, lambda job: job["completed_items"] >= 12
+            )
+        assert progress["status"] == "RUNNING"
+        server.kill()
+
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            job = _wait_until(http, job_id, lambda job: job["status"] in FINAL)
+    finally:
+        server.stop()
+
+    assert job["status"] == "COMPLETED", job["error_summary"]
+    _job, items = _check_job_is_whole(job_id, 40)
+    assert max(item.attempts for item in items) <= 2
+    assert 12 <= sum(item.attempts == 1 for item in items) <= 40
+
+
+def _wait_until(http, job_id: int, done, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = http.get(f"/api/v1/admin/upload/jobs/{job_id}", headers=ADMIN).json()
+        if done(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} stuck: {job}")

@@ -1,0 +1,189 @@
+"""The upload endpoint end to end: verdicts, storage, the job and its results."""
+
+from __future__ import annotations
+
+import hashlib
+
+from helpers import ADMIN, SAMPLE_PHOTOS, jpeg_bytes, upload, wait_for_job
+
+STABLE_KEYS = {
+    "fractal.dimension",
+    "fractal.r2",
+    *(
+        f"texture.{scale}.{name}"
+        for scale in ("fine", "coarse")
+        for name in ("contrast", "homogeneity", "energy", "correlation", "entropy")
+    ),
+    "color.lightness_mean",
+    "color.lightness_std",
+    "color.chroma_mean",
+    "color.colorfulness",
+    "color.warm_fraction",
+    "complexity.entropy_bits",
+    "complexity.edge_density",
+    "complexity.compression_ratio",
+}
+
+
+def test_upload_photos_and_a_non_image_runs_the_job_to_the_end(client, data_dir):
+    photos = SAMPLE_PHOTOS[:3]
+    response = upload(client, [*photos, ("notes.jpg", b"these are not pixels\n")])
+
+    assert response.status_code == 202
+    body = response.json()
+    assert [f["filename"] for f in body["files"]] == [p.name for p in photos] + [
+        "notes.jpg"
+    ]
+    assert [f["status"] for f in body["files"]] == ["accepted"] * 3 + ["rejected"]
+    assert "not an image" in body["files"][3]["reason"]
+    assert len(body["image_ids"]) == 3
+
+    job = wait_for_job(client, body["job_id"])
+    assert job["status"] == "COMPLETED_WITH_ERRORS"
+    assert (job["total_items"], job["completed_items"], job["failed_items"]) == (
+        4,
+        3,
+        1,
+    )
+    assert "notes.jpg" in job["error_summary"]
+    rejected = [i for i in job["items"] if i["status"] == "FAILED"]
+    assert rejected[0]["image_id"] is None
+    assert rejected[0]["error_message"].startswith("rejected: not an image")
+    assert all(i["attempts"] == 1 for i in job["items"] if i["status"] == "COMPLETED")
+
+    for image_id, photo in zip(body["image_ids"], photos, strict=True):
+        image = client.get(f"/api/v1/admin/images/{image_id}", headers=ADMIN).json()
+        assert image["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+        assert image["format"] == "JPEG"
+        analysis = image["analysis"]
+        assert analysis["pipeline_version"] == "1"
+        assert set(analysis["metrics"]) >= STABLE_KEYS
+        assert 1.0 < analysis["metrics"]["fractal.dimension"] < 2.0
+        assert 0.0 < analysis["metrics"]["complexity.entropy_bits"] <= 8.0
+        stored = data_dir / "images" / image["sha256"][:2] / image["sha256"][2:4]
+        assert (
+            stored.joinpath(f"{image['sha256']}.jpg").read_bytes() == photo.read_bytes()
+        )
+
+    assert list((data_dir / "tmp").iterdir()) == []
+
+
+def test_same_bytes_reuse_the_image_and_are_not_analysed_again(client):
+    photo = jpeg_bytes(1)
+    first = upload(client, [("a.jpg", photo), ("again.jpg", photo)]).json()
+
+    assert [f["status"] for f in first["files"]] == ["accepted", "duplicate"]
+    assert "'a.jpg' in this upload" in first["files"][1]["reason"]
+    assert first["files"][1]["image_id"] == first["files"][0]["image_id"]
+    job = wait_for_job(client, first["job_id"])
+    assert job["total_items"] == 1 and job["status"] == "COMPLETED"
+
+    second = upload(client, [("b.jpg", photo)]).json()
+    assert second["files"][0]["status"] == "duplicate"
+    assert second["image_ids"] == first["image_ids"]
+    job = wait_for_job(client, second["job_id"])
+    assert job["status"] == "COMPLETED"
+    assert "already analysed" in job["items"][0]["note"]
+
+
+def test_type_is_decided_by_content_not_by_name(client):
+    png_named_txt = ("picture.txt", _png())
+    html_named_jpg = ("page.jpg", b"<html><script>alert(1)</script></html>")
+    body = upload(client, [png_named_txt, html_named_jpg, ("empty.png", b"")]).json()
+
+    verdicts = {f["filename"]: f for f in body["files"]}
+    assert verdicts["picture.txt"]["status"] == "accepted"
+    assert verdicts["page.jpg"]["status"] == "rejected"
+    assert verdicts["empty.png"] == {
+        **verdicts["empty.png"],
+        "status": "rejected",
+        "reason": "file is empty",
+    }
+    image = client.get(
+        f"/api/v1/admin/images/{body['image_ids'][0]}", headers=ADMIN
+    ).json()
+    assert image["format"] == "PNG"
+
+
+def test_every_file_rejected_fails_the_job_at_once(client):
+    body = upload(client, [("a.gif", b"GIF89a broken"), ("b.jpg", b"\xff\xd8")]).json()
+
+    job = client.get(
+        f"/api/v1/admin/upload/jobs/{body['job_id']}", headers=ADMIN
+    ).json()
+    assert job["status"] == "FAILED"
+    assert job["failed_items"] == 2
+
+
+def test_limits_reject_each_file_with_the_setting_to_change(client, monkeypatch):
+    from image_tagger.settings import reset_settings
+
+    monkeypatch.setenv("IMAGE_TAGGER_MAX_UPLOAD_BYTES", "20000")
+    monkeypatch.setenv("IMAGE_TAGGER_MAX_IMAGE_PIXELS", "50000")
+    reset_settings()
+    big = jpeg_bytes(2, size=(600, 400))
+    many_pixels = _png(size=(300, 300))
+    small = jpeg_bytes(3, size=(100, 80))
+    body = upload(
+        client, [("big.jpg", big), ("wide.png", many_pixels), ("ok.jpg", small)]
+    ).json()
+
+    big_v, wide_v, ok_v = body["files"]
+    assert big_v["status"] == "rejected"
+    assert "IMAGE_TAGGER_MAX_UPLOAD_BYTES" in big_v["reason"]
+    assert wide_v["status"] == "rejected"
+    assert "90,000 pixels" in wide_v["reason"]
+    assert "IMAGE_TAGGER_MAX_IMAGE_PIXELS" in wide_v["reason"]
+    assert ok_v["status"] == "accepted"
+
+
+def test_too_many_files_is_a_413_and_stores_nothing(client, monkeypatch, data_dir):
+    from image_tagger.settings import reset_settings
+
+    monkeypatch.setenv("IMAGE_TAGGER_MAX_FILES_PER_UPLOAD", "2")
+    reset_settings()
+    response = upload(client, [(f"{i}.jpg", jpeg_bytes(i)) for i in range(3)])
+
+    assert response.status_code == 413
+    assert "IMAGE_TAGGER_MAX_FILES_PER_UPLOAD" in response.json()["detail"]
+    jobs = client.get("/api/v1/admin/upload/jobs", headers=ADMIN).json()
+    assert jobs["jobs"] == []
+    assert list((data_dir / "tmp").iterdir()) == []
+
+
+def test_a_request_without_files_says_what_to_send(client):
+    response = client.post(
+        "/api/v1/admin/upload",
+        headers=ADMIN,
+        data={"other": "x"},
+        files={"note": ("a", b"b")},
+    )
+    assert response.status_code == 400
+    assert "field 'files'" in response.json()["detail"]
+
+    response = client.post("/api/v1/admin/upload", headers=ADMIN, json={})
+    assert response.status_code == 415
+
+
+def test_filenames_are_kept_as_data_only(client, data_dir):
+    photo = jpeg_bytes(4)
+    name = "../../etc/\x1bevil\u202e" + "é" * 300 + ".jpg"
+    body = upload(client, [(name, photo)]).json()
+
+    kept = body["files"][0]["filename"]
+    assert body["files"][0]["status"] == "accepted"
+    assert "\x1b" not in kept and "\u202e" not in kept
+    assert len(kept) <= 255
+    assert kept.startswith("../../etc/")
+    written = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert all("evil" not in p.name for p in written)
+
+
+def _png(size=(64, 48)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
