@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,14 +84,14 @@ def run_batch(url: str, files: list[Path]) -> tuple[float, list[float]]:
     done = threading.Event()
 
     def poll() -> None:
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        with httpx2.Client(base_url=url, headers=headers, timeout=30) as http:
             while not done.is_set():
                 started = time.perf_counter()
                 http.get("/api/v1/admin/upload/jobs", params={"limit": 20})
                 latencies.append(time.perf_counter() - started)
                 time.sleep(0.05)
 
-    with httpx.Client(base_url=url, headers=headers, timeout=300) as http:
+    with httpx2.Client(base_url=url, headers=headers, timeout=300) as http:
         started = time.perf_counter()
         parts = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in files]
         job_id = http.post("/api/v1/admin/upload", files=parts).json()["job_id"]

@@ -20,11 +20,14 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    status = run_upload_job(args.job_id)
-    if status is None:
+    outcome = run_upload_job(args.job_id)
+    if outcome.status is None:
         print(f"no job {args.job_id}", file=sys.stderr)
         return 2
-    print(f"job {args.job_id}: {status}")
+    print(
+        f"job {args.job_id}: {outcome.status}; this process analysed "
+        f"{outcome.items_processed} items and found none left to claim"
+    )
     return 0
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 
-import httpx
+import httpx2
 from helpers import ADMIN, FINAL, ROOT, ServerProcess, child_env, jpeg_bytes, upload
 from sqlalchemy import func, select
 
@@ -41,7 +42,7 @@ def test_two_worker_processes_share_a_job_and_process_each_item_once(
     record_only_client, data_dir
 ):
     client = record_only_client
-    files = [(f"{n}.jpg", jpeg_bytes(n, size=(800, 600))) for n in range(24)]
+    files = [(f"{n}.jpg", jpeg_bytes(n, size=(1600, 1200))) for n in range(24)]
     job_id = upload(client, files).json()["job_id"]
 
     env = child_env(data_dir, IMAGE_TAGGER_QUEUE="none")
@@ -59,7 +60,11 @@ def test_two_worker_processes_share_a_job_and_process_each_item_once(
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
 
     assert [worker.returncode for worker in workers] == [0, 0], outputs
-    assert all(f"job {job_id}: COMPLETED" in out for out in outputs), outputs
+    analysed = [
+        int(re.search(r"analysed (\d+) items", out).group(1)) for out in outputs
+    ]
+    assert sum(analysed) == 24 and min(analysed) >= 1, outputs
+    assert any(f"job {job_id}: COMPLETED;" in out for out in outputs), outputs
     _job, items = _check_job_is_whole(job_id, 24)
     assert {item.attempts for item in items} == {1}
     owners_seen = {item.lease_owner for item in items}
@@ -76,7 +81,7 @@ def test_server_killed_mid_batch_then_restarted_completes_the_job(data_dir, tmp_
     server = ServerProcess(env, tmp_path / "server.log")
     server.start()
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        with httpx2.Client(base_url=server.url, timeout=60) as http:
             files = [(f"{n}.jpg", jpeg_bytes(n, size=(1600, 1200))) for n in range(40)]
             job_id = upload(http, files).json()["job_id"]
             progress = _wait_until(
@@ -86,7 +91,7 @@ def test_server_killed_mid_batch_then_restarted_completes_the_job(data_dir, tmp_
         server.kill()
 
         server.start()
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        with httpx2.Client(base_url=server.url, timeout=60) as http:
             job = _wait_until(http, job_id, lambda job: job["status"] in FINAL)
     finally:
         server.stop()

@@ -121,7 +121,7 @@ def test_limits_reject_each_file_with_the_setting_to_change(client, monkeypatch)
     monkeypatch.setenv("IMAGE_TAGGER_MAX_UPLOAD_BYTES", "20000")
     monkeypatch.setenv("IMAGE_TAGGER_MAX_IMAGE_PIXELS", "50000")
     reset_settings()
-    big = jpeg_bytes(2, size=(600, 400))
+    big = jpeg_bytes(2, size=(1200, 900))
     many_pixels = _png(size=(300, 300))
     small = jpeg_bytes(3, size=(100, 80))
     body = upload(

@@ -80,7 +80,7 @@ class ComputePool:
                 return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class InProcessBackend:
@@ -156,8 +156,9 @@ class InProcessBackend:
             return not self._active
 
     def shutdown(self) -> None:
+        """Start no new item; wait for the items in hand to be recorded."""
         self._stop.set()
-        self._runners.shutdown(wait=False, cancel_futures=True)
+        self._runners.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown()
 
     def health(self) -> dict:

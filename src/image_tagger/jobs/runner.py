@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from concurrent.futures.process import BrokenProcessPool
 
 import structlog
@@ -34,6 +35,15 @@ from image_tagger.settings import Settings, get_settings
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one runner did on a job, and the job's status when it stopped."""
+
+    job_id: int
+    status: str | None
+    items_processed: int
+
+
 class LeaseLost(Exception):
     """Another runner took the item over after this runner's lease expired."""
 
@@ -49,8 +59,8 @@ def run_upload_job(
     executor: Executor | None = None,
     stop: threading.Event | None = None,
     settings: Settings | None = None,
-) -> str | None:
-    """Process the job's pending items until none is left; the job's status."""
+) -> RunOutcome:
+    """Process the job's pending items until none is left to claim."""
     settings = settings or get_settings()
     owner = new_owner()
     pipeline = SciencePipeline(
@@ -77,7 +87,7 @@ def run_upload_job(
     with session_scope() as session:
         status = service.job_status(session, job_id)
     log.debug("runner.done", job_id=job_id, owner=owner, items=processed, status=status)
-    return status
+    return RunOutcome(job_id=job_id, status=status, items_processed=processed)
 
 
 def _process_item(
