@@ -111,13 +111,22 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _sessionmakers.clear()
+
+
+_sessionmakers: dict[tuple[str, bool], sessionmaker[Session]] = {}
 
 
 def _sessionmaker(*, write: bool) -> sessionmaker[Session]:
-    engine = get_engine()
-    if write and engine.dialect.name == "sqlite":
-        engine = engine.execution_options(sqlite_immediate=True)
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    url = get_settings().sqlalchemy_url
+    factory = _sessionmakers.get((url, write))
+    if factory is None:
+        engine = get_engine(url)
+        if write and engine.dialect.name == "sqlite":
+            engine = engine.execution_options(sqlite_immediate=True)
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        _sessionmakers[(url, write)] = factory
+    return factory
 
 
 @contextmanager

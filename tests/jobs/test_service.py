@@ -79,7 +79,7 @@ def test_only_the_lease_holder_records_and_the_final_status_is_set_once(data_dir
         assert service.fail_item(
             session, second, job_id=job_id, owner="b", reason="broken pixels"
         )
-        assert service.finish_job_if_done(session, job_id) == "COMPLETED_WITH_ERRORS"
+        assert session.get(UploadJob, job_id).status == "COMPLETED_WITH_ERRORS"
         assert service.finish_job_if_done(session, job_id) is None
         assert not service.complete_item(session, first, job_id=job_id, owner="a")
 

@@ -22,12 +22,3 @@ FORMATS: dict[str, FormatSpec] = {
     "TIFF": FormatSpec("image/tiff", "tif"),
     "BMP": FormatSpec("image/bmp", "bmp"),
 }
-
-
-def register_openers() -> None:
-    """Teach Pillow HEIC (and AVIF where Pillow lacks it) through pillow-heif."""
-    try:
-        import pillow_heif
-    except ImportError:  # pragma: no cover - pillow-heif is a dependency
-        return
-    pillow_heif.register_heif_opener()

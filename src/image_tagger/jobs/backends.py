@@ -58,6 +58,21 @@ class RecordOnlyBackend:
         return {"backend": self.name, "ok": True}
 
 
+def _init_analysis_process() -> None:
+    """One thread per analysis process (the pool already uses every core)."""
+    import cv2
+    import pillow_heif
+
+    import image_tagger.science.compute  # noqa: F401  (loaded before any item)
+
+    cv2.setNumThreads(1)
+    pillow_heif.options.DECODE_THREADS = 1
+
+
+def _ready() -> bool:
+    return True
+
+
 class ComputePool:
     """A process pool for the pixel work that replaces itself if a child dies."""
 
@@ -68,7 +83,16 @@ class ComputePool:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+        return ProcessPoolExecutor(
+            max_workers=self.processes,
+            mp_context=context,
+            initializer=_init_analysis_process,
+        )
+
+    def warm_up(self) -> None:
+        """Start every process now, so the first items do not wait for them."""
+        for _ in range(self.processes):
+            self.submit(_ready)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         with self._lock:
@@ -90,9 +114,12 @@ class InProcessBackend:
 
     def __init__(self, settings: Settings, *, sweep: bool = True) -> None:
         self.settings = settings
+        # Two runners per analysis process: while one records a result and
+        # claims the next item, the other's image keeps the process busy.
+        self.runners = 2 * settings.workers
         self._sweep_enabled = sweep
         self._runners = ThreadPoolExecutor(
-            max_workers=settings.workers, thread_name_prefix="runner"
+            max_workers=self.runners, thread_name_prefix="runner"
         )
         self._pool = ComputePool(settings.workers)
         self._active: Counter[int] = Counter()
@@ -101,7 +128,8 @@ class InProcessBackend:
         self._sweeper: threading.Thread | None = None
 
     def start(self) -> None:
-        """Recover what a previous process left, then keep sweeping."""
+        """Warm the analysis processes, recover what a previous process left."""
+        self._pool.warm_up()
         self.sweep()
         if self._sweep_enabled:
             self._sweeper = threading.Thread(
@@ -110,8 +138,8 @@ class InProcessBackend:
             self._sweeper.start()
 
     def dispatch(self, job_id: int) -> None:
-        """Start a runner per worker on the job (extra ones stop at once)."""
-        for _ in range(self.settings.workers):
+        """Start runners on the job (those that find no item stop at once)."""
+        for _ in range(self.runners):
             with self._lock:
                 self._active[job_id] += 1
             self._runners.submit(self._run, job_id)

@@ -13,12 +13,13 @@ import threading
 import time
 import uuid
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from image_tagger.db import session_scope
 from image_tagger.images.decode import ImageDecodeError
@@ -73,14 +74,20 @@ def run_upload_job(
 
     processed = 0
     while stop is None or not stop.is_set():
+        started = time.perf_counter()
         with session_scope(write=True) as session:
-            item_id = service.claim_next_item(
-                session, job_id, owner=owner, lease_seconds=settings.lease_seconds
+            work = _claim(
+                session,
+                job_id,
+                owner=owner,
+                pipeline=pipeline,
+                settings=settings,
+                first=processed == 0,
             )
-        if item_id is None:
+        if work is None:
             break
         _process_item(
-            item_id, job_id, owner=owner, pipeline=pipeline, settings=settings
+            work, owner=owner, pipeline=pipeline, settings=settings, started=started
         )
         processed += 1
 
@@ -90,24 +97,61 @@ def run_upload_job(
     return RunOutcome(job_id=job_id, status=status, items_processed=processed)
 
 
-def _process_item(
-    item_id: int,
+@dataclass(frozen=True)
+class _Work:
+    item_id: int
+    job_id: int
+    image_id: int
+    path: Path
+    analysed_by: str | None  # the version of an existing analysis, if any
+
+
+def _claim(
+    session: Session,
     job_id: int,
     *,
     owner: str,
     pipeline: SciencePipeline,
     settings: Settings,
-) -> None:
-    started = time.perf_counter()
-    with session_scope() as session:
-        item = session.get(UploadJobItem, item_id)
-        image = session.scalar(select(Image).where(Image.id == item.image_id))
-        path = settings.data_dir / image.storage_path
-        already = SciencePipeline(config=pipeline.config, db=session).latest(image.id)
+    first: bool,
+) -> _Work | None:
+    """Claim the next item and load what analysing it needs, in one transaction."""
+    item_id = service.claim_next_item(
+        session,
+        job_id,
+        owner=owner,
+        lease_seconds=settings.lease_seconds,
+        mark_job_running=first,
+    )
+    if item_id is None:
+        return None
+    image_id, storage_path = session.execute(
+        select(Image.id, Image.storage_path)
+        .join(UploadJobItem, UploadJobItem.image_id == Image.id)
+        .where(UploadJobItem.id == item_id)
+    ).one()
+    existing = SciencePipeline(config=pipeline.config, db=session).latest(image_id)
+    return _Work(
+        item_id=item_id,
+        job_id=job_id,
+        image_id=image_id,
+        path=settings.data_dir / storage_path,
+        analysed_by=None if existing is None else existing.pipeline_version,
+    )
 
-    if already is not None:
+
+def _process_item(
+    work: _Work,
+    *,
+    owner: str,
+    pipeline: SciencePipeline,
+    settings: Settings,
+    started: float,
+) -> None:
+    item_id, job_id = work.item_id, work.job_id
+    if work.analysed_by is not None:
         note = (
-            f"already analysed with pipeline version {already.pipeline_version}; "
+            f"already analysed with pipeline version {work.analysed_by}; "
             "not analysed again"
         )
         _record(item_id, job_id, owner=owner, note=note, started=started)
@@ -115,7 +159,7 @@ def _process_item(
 
     try:
         with LeaseHeartbeat(item_id, owner=owner, lease_seconds=settings.lease_seconds):
-            result = pipeline.compute(path)
+            result = pipeline.compute(work.path)
     except ImageDecodeError as exc:
         _fail(item_id, job_id, owner=owner, reason=str(exc), started=started)
         return
@@ -144,7 +188,7 @@ def _process_item(
         job_id,
         owner=owner,
         result=result,
-        image_id=image.id,
+        image_id=work.image_id,
         pipeline=pipeline,
         started=started,
     )
@@ -163,32 +207,18 @@ def _record(
 ) -> None:
     """Results, the item's status and the job's counters in one transaction."""
     seconds = round(time.perf_counter() - started, 4)
-    for attempt in (1, 2):
-        try:
-            with session_scope(write=True) as session:
-                if not service.complete_item(
-                    session,
-                    item_id,
-                    job_id=job_id,
-                    owner=owner,
-                    seconds=seconds,
-                    note=note,
-                ):
-                    raise LeaseLost(item_id)
-                if result is not None:
-                    SciencePipeline(config=pipeline.config, db=session).store(
-                        image_id, result
-                    )
-                service.finish_job_if_done(session, job_id)
-            return
-        except LeaseLost:
-            log.warning("item.lease_lost", job_id=job_id, item_id=item_id, owner=owner)
-            return
-        except IntegrityError:
-            # Another job stored this image's analysis at the same moment; the
-            # second try finds it and replaces it.
-            if attempt == 2:
-                raise
+    try:
+        with session_scope(write=True) as session:
+            if not service.complete_item(
+                session, item_id, job_id=job_id, owner=owner, seconds=seconds, note=note
+            ):
+                raise LeaseLost(item_id)
+            if result is not None:
+                SciencePipeline(config=pipeline.config, db=session).store(
+                    image_id, result
+                )
+    except LeaseLost:
+        log.warning("item.lease_lost", job_id=job_id, item_id=item_id, owner=owner)
 
 
 def _fail(
@@ -200,7 +230,6 @@ def _fail(
             session, item_id, job_id=job_id, owner=owner, reason=reason, seconds=seconds
         ):
             log.warning("item.failed", job_id=job_id, item_id=item_id, reason=reason)
-            service.finish_job_if_done(session, job_id)
 
 
 def _retry_or_fail(

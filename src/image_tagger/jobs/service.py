@@ -36,9 +36,18 @@ def _is_postgres(session: Session) -> bool:
 
 
 def claim_next_item(
-    session: Session, job_id: int, *, owner: str, lease_seconds: float
+    session: Session,
+    job_id: int,
+    *,
+    owner: str,
+    lease_seconds: float,
+    mark_job_running: bool = True,
 ) -> int | None:
-    """Atomically take the job's next pending item for ``owner``; its id or None."""
+    """Atomically take the job's next pending item for ``owner``; its id or None.
+
+    The job becomes RUNNING with its first claim; a runner that has already
+    seen to that passes ``mark_job_running=False``.
+    """
     now = utcnow()
     candidate = (
         select(Item.id)
@@ -65,7 +74,7 @@ def claim_next_item(
         .returning(Item.id)
         .execution_options(**NO_SYNC)
     )
-    if claimed is not None:
+    if claimed is not None and mark_job_running:
         session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.PENDING)
@@ -187,12 +196,15 @@ def _finish_item(
     counter = (
         Job.completed_items if status == ItemStatus.COMPLETED else Job.failed_items
     )
-    session.execute(
+    completed, failed, total = session.execute(
         update(Job)
         .where(Job.id == job_id)
         .values({counter: counter + 1, Job.updated_at: now})
+        .returning(Job.completed_items, Job.failed_items, Job.total_items)
         .execution_options(**NO_SYNC)
-    )
+    ).one()
+    if completed + failed >= total:
+        finish_job_if_done(session, job_id)
     return True
 
 
@@ -288,7 +300,6 @@ def recover_expired_leases(
                 log.warning(
                     "item.failed", job_id=row.job_id, item_id=row.id, reason=reason
                 )
-                finish_job_if_done(session, row.job_id)
         elif release_item(
             session, row.id, owner=row.lease_owner, reason="lease expired; retrying"
         ):

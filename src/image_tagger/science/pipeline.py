@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from image_tagger.db import utcnow
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.science.compute import PIPELINE_PARAMS, analyze_file
 from image_tagger.settings import get_settings
@@ -79,20 +82,34 @@ class SciencePipeline:
         result.seconds = time.perf_counter() - started
         return result
 
-    def store(self, image_id: int, result: PipelineResult) -> ImageAnalysis:
-        """Record ``result`` for the image; the same version replaces, never adds."""
+    def store(self, image_id: int, result: PipelineResult) -> int:
+        """Record ``result`` for the image; the same version replaces, never adds.
+
+        Returns the id of the analysis row.
+        """
         db = self._require_db()
-        analysis = self.latest(image_id)
-        if analysis is None:
-            analysis = ImageAnalysis(image_id=image_id, pipeline_version=self.version)
-            db.add(analysis)
-        analysis.parameters = self.parameters
-        analysis.metrics = result.metrics
-        analysis.metric_notes = result.metric_notes
-        analysis.vlm = result.vlm
-        analysis.seconds = round(result.seconds, 4)
-        db.flush()
-        return analysis
+        values = {
+            "parameters": self.parameters,
+            "metrics": result.metrics,
+            "metric_notes": result.metric_notes,
+            "vlm": result.vlm,
+            "seconds": round(result.seconds, 4),
+            "updated_at": utcnow(),
+        }
+        insert = (
+            pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        )
+        statement = insert(ImageAnalysis).values(
+            image_id=image_id,
+            pipeline_version=self.version,
+            created_at=values["updated_at"],
+            **values,
+        )
+        return db.scalar(
+            statement.on_conflict_do_update(
+                index_elements=["image_id", "pipeline_version"], set_=values
+            ).returning(ImageAnalysis.id)
+        )
 
     def latest(self, image_id: int) -> ImageAnalysis | None:
         """This version's analysis of the image, if there is one."""
@@ -106,7 +123,10 @@ class SciencePipeline:
     def analyze(self, image: Image) -> ImageAnalysis:
         """Compute and store every enabled analyzer for ``image``."""
         path = get_settings().data_dir / image.storage_path
-        return self.store(image.id, self.compute(path))
+        analysis_id = self.store(image.id, self.compute(path))
+        return self._require_db().get(
+            ImageAnalysis, analysis_id, populate_existing=True
+        )
 
     def _require_db(self) -> Session:
         if self.db is None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import unicodedata
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from image_tagger.images.formats import FORMATS, register_openers
-
-register_openers()
+from image_tagger.images.decode import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    open_image_header,
+)
+from image_tagger.images.formats import FORMATS
 
 MAX_FILENAME_CHARS = 255
 
@@ -51,20 +51,17 @@ def inspect_image(path: Path, *, max_pixels: int) -> Inspection:
     if path.stat().st_size == 0:
         raise Rejected("file is empty")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(path) as image:
-                fmt, (width, height) = image.format, image.size
-        except Image.DecompressionBombError as exc:
-            raise Rejected(_too_many_pixels_message(None, max_pixels)) from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise Rejected(
-                "not an image this service reads (the content is not JPEG, PNG, "
-                "WebP, HEIC, AVIF, GIF, TIFF or BMP, whatever its name says)"
-            ) from exc
+    try:
+        fmt, width, height = open_image_header(path)
+    except ImageTooLargeError as exc:
+        raise Rejected(_too_many_pixels_message(None, max_pixels)) from exc
+    except ImageDecodeError as exc:
+        raise Rejected(
+            "not an image this service reads (the content is not JPEG, PNG, "
+            "WebP, HEIC, AVIF, GIF, TIFF or BMP, whatever its name says)"
+        ) from exc
 
-    spec = FORMATS.get(fmt or "")
+    spec = FORMATS.get(fmt)
     if spec is None:
         raise Rejected(
             f"image format {fmt} is not supported; convert it to JPEG or PNG"

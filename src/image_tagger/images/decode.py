@@ -1,0 +1,307 @@
+"""Decoding image files into the sRGB pixels that the metrics analyse.
+
+Every file is decoded once, at the analysis resolution: JPEGs are decoded
+directly at a reduced scale (1/2, 1/4 or 1/8) by the decoder, the EXIF
+orientation is applied, every colour mode is converted to 8-bit sRGB, and the
+image is resampled so that its long side is at most ``max_side`` pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageChops, ImageCms, ImageOps, UnidentifiedImageError
+
+try:
+    import pillow_heif
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    pillow_heif = None
+else:
+    pillow_heif.register_heif_opener()
+
+__all__ = [
+    "ANALYSIS_MAX_SIDE",
+    "ImageDecodeError",
+    "ImageTooLargeError",
+    "load_analysis_image",
+    "open_image_header",
+]
+
+#: Long side, in pixels, of the images the metrics analyse.
+ANALYSIS_MAX_SIDE = 1024
+
+#: Resampling filter for the final downscale (after any JPEG DCT scaling).
+RESAMPLING = Image.Resampling.BILINEAR
+
+_WHITE = (255, 255, 255)
+_ORIENTATION_TAG = 0x0112
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+class ImageDecodeError(ValueError):
+    """The file is not an image this service can read, or it is damaged."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """The image has more pixels than the decoder will allocate."""
+
+
+def open_image_header(path: str | os.PathLike[str]) -> tuple[str, int, int]:
+    """Format and size of an image, read from its header only.
+
+    No pixel is decoded, so this is safe to call on untrusted files before any
+    check of their pixel count.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    format : str
+        The format as Pillow names it: "JPEG", "MPO", "PNG", "WEBP", "HEIF",
+        "AVIF", "GIF", "TIFF", "BMP", ...
+    width, height : int
+        Stored size in pixels, before any EXIF rotation.
+
+    Raises
+    ------
+    ImageDecodeError
+        If the file is not a recognised image.
+    ImageTooLargeError
+        If the header declares more than twice Pillow's
+        ``Image.MAX_IMAGE_PIXELS``, which Pillow refuses to open.
+    """
+    with open(path, "rb") as fp, warnings.catch_warnings():
+        # The caller checks the pixel count itself.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(fp) as image:
+                return image.format or "UNKNOWN", image.width, image.height
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(_too_large_message(exc)) from exc
+        except UnidentifiedImageError as exc:
+            raise ImageDecodeError(_UNIDENTIFIED) from exc
+        except Exception as exc:
+            raise ImageDecodeError(f"the image header is corrupt: {exc}") from exc
+
+
+def load_analysis_image(
+    path: str | os.PathLike[str], *, max_side: int = ANALYSIS_MAX_SIDE
+) -> np.ndarray:
+    """Decode an image file into 8-bit sRGB pixels at the analysis resolution.
+
+    - Decoded once; JPEGs at the smallest DCT scale (1/2, 1/4 or 1/8) that is
+      still at least the target size, then resampled with `RESAMPLING`
+      (Pillow's antialiasing bilinear filter) to a long side of ``max_side``;
+      smaller images are never enlarged.
+    - The EXIF orientation is applied, so the array is upright.
+    - Colour modes: an embedded ICC profile other than sRGB is converted to
+      sRGB; CMYK without a profile uses the naive conversion, with the Adobe
+      APP14 inversion honoured and absent-marker files read uninverted;
+      16-bit grey is scaled by 1/257 (65535 becomes 255); 32-bit integer grey
+      in 0..65535 likewise, other ranges and float grey are stretched from
+      their minimum..maximum (float in 0..1 is scaled by 255); transparency
+      (alpha, palette or colour key) is composited onto white; 1-bit, grey,
+      palette and YCbCr become RGB.
+    - Animated and multi-page files: the first frame.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file (JPEG, PNG, WebP, HEIC, AVIF, GIF, TIFF, BMP and the
+        other formats Pillow reads).
+    max_side : int, optional
+        Largest allowed width or height, in pixels.
+
+    Returns
+    -------
+    rgb : (M, N, 3) ndarray of uint8
+        sRGB pixels, ``max(M, N) <= max_side``.
+
+    Raises
+    ------
+    ImageDecodeError
+        If the file is not an image, is truncated or corrupt, or uses a colour
+        mode that cannot be converted; the message says which.
+    ImageTooLargeError
+        If the image has more pixels than Pillow agrees to decode.
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1 pixel; got {max_side}")
+
+    with open(path, "rb") as fp:
+        try:
+            with Image.open(fp) as image:
+                decoded = _decode(image, max_side)
+        except ImageDecodeError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(_too_large_message(exc)) from exc
+        except UnidentifiedImageError as exc:
+            raise ImageDecodeError(_UNIDENTIFIED) from exc
+        except MemoryError:
+            raise
+        except Exception as exc:
+            # Pillow's decoders signal damaged data with many exception types.
+            raise ImageDecodeError(f"file is truncated or corrupt: {exc}") from exc
+
+    return np.array(decoded)
+
+
+def _decode(image: Image.Image, max_side: int) -> Image.Image:
+    """Upright 8-bit RGB image with a long side of at most ``max_side``."""
+    # Decode, letting JPEG's DCT scaling do most of the downscaling.
+    target = _fit(image.size, max_side)
+    if target != image.size:
+        image.draft(None, target)
+    image.load()
+    source_format = image.format
+
+    # Upright, then 8-bit sRGB (or grey) with any transparency flattened.
+    if _orientation(image) != 1:
+        image = ImageOps.exif_transpose(image)
+    image = _to_srgb(image, source_format)
+
+    # Resample to the analysis size; grey images stay one channel until here.
+    target = _fit(image.size, max_side)
+    if target != image.size:
+        image = image.resize(target, RESAMPLING)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+def _orientation(image: Image.Image) -> int:
+    """EXIF orientation (1 = upright); damaged EXIF counts as upright."""
+    try:
+        return int(image.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # the pixels are still usable without the metadata
+        return 1
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` scaled down so that its long side is at most ``max_side``."""
+    width, height = size
+    long_side = max(width, height)
+    if long_side <= max_side:
+        return size
+
+    scale = max_side / long_side
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _to_srgb(image: Image.Image, source_format: str | None) -> Image.Image:
+    """8-bit "RGB" or "L" version of ``image``, in sRGB, transparency on white."""
+    mode = image.mode
+    icc = image.info.get("icc_profile")
+
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        return _gray_to_8bit(np.asarray(image), sixteen_bit=True)
+    if mode == "F":
+        return _gray_to_8bit(np.asarray(image), sixteen_bit=False)
+    if mode == "CMYK":
+        return _cmyk_to_srgb(image, icc, source_format)
+
+    if "A" in image.getbands() or "transparency" in image.info:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (*_WHITE, 255))
+        image = Image.alpha_composite(background, image).convert("RGB")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+
+    if image.mode == "RGB" and icc:
+        return _icc_to_srgb(image, icc, "RGB")
+    return image
+
+
+def _gray_to_8bit(values: np.ndarray, *, sixteen_bit: bool) -> Image.Image:
+    """8-bit grey image from 16-bit, 32-bit integer or float grey values."""
+    finite = np.isfinite(values) if values.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        values = np.where(finite, values, 0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0, 0)
+
+    if sixteen_bit and low >= 0 and high <= 65535:
+        # Round to nearest: (v + 128) // 257 == round(v / 257) for integers.
+        scaled = (values.astype(np.int32) + 128) // 257
+    elif not sixteen_bit and low >= 0 and high <= 1:
+        scaled = np.rint(values.astype(np.float32) * np.float32(255))
+    elif high > low:
+        stretch = np.float32(255 / (high - low))
+        scaled = np.rint((values.astype(np.float32) - np.float32(low)) * stretch)
+    else:
+        scaled = np.zeros(values.shape, dtype=np.uint8)
+
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+
+
+def _cmyk_to_srgb(
+    image: Image.Image, icc: bytes | None, source_format: str | None
+) -> Image.Image:
+    """sRGB version of a CMYK image, through its ICC profile when it has one."""
+    # Pillow always reads JPEG CMYK with Adobe's inverted convention; files
+    # without Adobe's APP14 marker store plain CMYK, so undo the inversion.
+    if source_format in ("JPEG", "MPO") and "adobe" not in image.info:
+        image = ImageChops.invert(image)
+
+    if icc:
+        converted = _icc_to_srgb(image, icc, "RGB")
+        if converted.mode == "RGB":
+            return converted
+    return image.convert("RGB")
+
+
+def _icc_to_srgb(image: Image.Image, icc: bytes, output_mode: str) -> Image.Image:
+    """``image`` converted from its embedded profile to sRGB.
+
+    Profiles that already describe sRGB are skipped; a profile that cannot be
+    used (damaged, or for another colour space) leaves the image unchanged.
+    """
+    transform = _transform_to_srgb(icc, image.mode, output_mode)
+    if transform is None:
+        return image
+    return ImageCms.applyTransform(image, transform)
+
+
+@lru_cache(maxsize=16)
+def _transform_to_srgb(
+    icc: bytes, input_mode: str, output_mode: str
+) -> ImageCms.ImageCmsTransform | None:
+    """Perceptual transform from profile ``icc`` to sRGB, or None to skip."""
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(source).lower():
+            return None
+        return ImageCms.buildTransform(
+            source,
+            ImageCms.createProfile("sRGB"),
+            input_mode,
+            output_mode,
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
+            # Without lcms's one-pixel cache the transform is safe to share
+            # between threads.
+            flags=ImageCms.Flags.NOCACHE,
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
+def _too_large_message(exc: Exception) -> str:
+    return (
+        f"the image has too many pixels to decode safely ({exc}); "
+        "it may be a decompression bomb"
+    )
+
+
+_UNIDENTIFIED = (
+    "not an image, or an image format this service cannot read "
+    "(JPEG, PNG, WebP, HEIC, AVIF, GIF, TIFF and BMP are supported)"
+)
