@@ -26,9 +26,11 @@ from image_tagger.jobs.models import (
 
 log = structlog.get_logger(__name__)
 
-Item = UploadJobItem
-Job = UploadJob
-NO_SYNC = {"synchronize_session": False}
+# Core tables: these statements run for every item, so they skip the ORM.
+ITEMS = UploadJobItem.__table__
+JOBS = UploadJob.__table__
+I = ITEMS.c  # noqa: E741
+J = JOBS.c
 
 
 def _is_postgres(session: Session) -> bool:
@@ -50,36 +52,32 @@ def claim_next_item(
     """
     now = utcnow()
     candidate = (
-        select(Item.id)
-        .where(Item.job_id == job_id, Item.status == ItemStatus.PENDING)
-        .order_by(Item.id)
+        select(I.id)
+        .where(I.job_id == job_id, I.status == ItemStatus.PENDING)
+        .order_by(I.id)
         .limit(1)
     )
     if _is_postgres(session):
         candidate = candidate.with_for_update(skip_locked=True)
 
     claimed = session.scalar(
-        update(Item)
-        .where(
-            Item.id == candidate.scalar_subquery(), Item.status == ItemStatus.PENDING
-        )
+        update(ITEMS)
+        .where(I.id == candidate.scalar_subquery(), I.status == ItemStatus.PENDING)
         .values(
             status=ItemStatus.RUNNING,
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=Item.attempts + 1,
+            attempts=I.attempts + 1,
             started_at=now,
             finished_at=None,
         )
-        .returning(Item.id)
-        .execution_options(**NO_SYNC)
+        .returning(I.id)
     )
     if claimed is not None and mark_job_running:
         session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.PENDING)
+            update(JOBS)
+            .where(J.id == job_id, J.status == JobStatus.PENDING)
             .values(status=JobStatus.RUNNING, started_at=now, updated_at=now)
-            .execution_options(**NO_SYNC)
         )
     return claimed
 
@@ -89,14 +87,13 @@ def renew_lease(
 ) -> bool:
     """Extend ``owner``'s lease on a running item; False if it was lost."""
     result = session.execute(
-        update(Item)
+        update(ITEMS)
         .where(
-            Item.id == item_id,
-            Item.lease_owner == owner,
-            Item.status == ItemStatus.RUNNING,
+            I.id == item_id,
+            I.lease_owner == owner,
+            I.status == ItemStatus.RUNNING,
         )
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-        .execution_options(**NO_SYNC)
     )
     return result.rowcount == 1
 
@@ -147,11 +144,11 @@ def fail_item(
 def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> bool:
     """Give a running item back to the queue for another attempt."""
     result = session.execute(
-        update(Item)
+        update(ITEMS)
         .where(
-            Item.id == item_id,
-            Item.lease_owner == owner,
-            Item.status == ItemStatus.RUNNING,
+            I.id == item_id,
+            I.lease_owner == owner,
+            I.status == ItemStatus.RUNNING,
         )
         .values(
             status=ItemStatus.PENDING,
@@ -159,7 +156,6 @@ def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> 
             lease_expires_at=None,
             error_message=reason,
         )
-        .execution_options(**NO_SYNC)
     )
     return result.rowcount == 1
 
@@ -175,11 +171,11 @@ def _finish_item(
 ) -> bool:
     now = utcnow()
     result = session.execute(
-        update(Item)
+        update(ITEMS)
         .where(
-            Item.id == item_id,
-            Item.lease_owner == owner,
-            Item.status == ItemStatus.RUNNING,
+            I.id == item_id,
+            I.lease_owner == owner,
+            I.status == ItemStatus.RUNNING,
         )
         .values(
             status=status,
@@ -188,20 +184,16 @@ def _finish_item(
             finished_at=now,
             **values,
         )
-        .execution_options(**NO_SYNC)
     )
     if result.rowcount != 1:
         return False
 
-    counter = (
-        Job.completed_items if status == ItemStatus.COMPLETED else Job.failed_items
-    )
+    counter = J.completed_items if status == ItemStatus.COMPLETED else J.failed_items
     completed, failed, total = session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values({counter: counter + 1, Job.updated_at: now})
-        .returning(Job.completed_items, Job.failed_items, Job.total_items)
-        .execution_options(**NO_SYNC)
+        update(JOBS)
+        .where(J.id == job_id)
+        .values({counter: counter + 1, J.updated_at: now})
+        .returning(J.completed_items, J.failed_items, J.total_items)
     ).one()
     if completed + failed >= total:
         finish_job_if_done(session, job_id)
@@ -211,53 +203,45 @@ def _finish_item(
 def refresh_error_summary(session: Session, job_id: int) -> None:
     """A short summary of a job's failures: the first reason and how many more."""
     failed = session.scalar(
-        select(func.count()).where(
-            Item.job_id == job_id, Item.status == ItemStatus.FAILED
-        )
+        select(func.count()).where(I.job_id == job_id, I.status == ItemStatus.FAILED)
     )
     if not failed:
         summary = None
     else:
         first = session.execute(
-            select(Item.filename, Item.error_message)
-            .where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
-            .order_by(Item.id)
+            select(I.filename, I.error_message)
+            .where(I.job_id == job_id, I.status == ItemStatus.FAILED)
+            .order_by(I.id)
             .limit(1)
         ).one()
         more = f" (+{failed - 1} more)" if failed > 1 else ""
         summary = f"{failed} failed; {first.filename}: {first.error_message}{more}"
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(error_summary=summary)
-        .execution_options(**NO_SYNC)
-    )
+    session.execute(update(JOBS).where(J.id == job_id).values(error_summary=summary))
 
 
 def finish_job_if_done(session: Session, job_id: int) -> str | None:
     """Set the final status once every item is recorded; only the first call does."""
     final = case(
-        (Job.failed_items == 0, JobStatus.COMPLETED.value),
-        (Job.completed_items == 0, JobStatus.FAILED.value),
+        (J.failed_items == 0, JobStatus.COMPLETED.value),
+        (J.completed_items == 0, JobStatus.FAILED.value),
         else_=JobStatus.COMPLETED_WITH_ERRORS.value,
     )
     now = utcnow()
     status = session.scalar(
-        update(Job)
+        update(JOBS)
         .where(
-            Job.id == job_id,
-            Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]),
-            Job.completed_items + Job.failed_items >= Job.total_items,
+            J.id == job_id,
+            J.status.in_([JobStatus.PENDING, JobStatus.RUNNING]),
+            J.completed_items + J.failed_items >= J.total_items,
         )
         .values(status=final, finished_at=now, updated_at=now)
-        .returning(Job.status)
-        .execution_options(**NO_SYNC)
+        .returning(J.status)
     )
     if status is not None:
         job = session.execute(
             select(
-                Job.total_items, Job.completed_items, Job.failed_items, Job.created_at
-            ).where(Job.id == job_id)
+                J.total_items, J.completed_items, J.failed_items, J.created_at
+            ).where(J.id == job_id)
         ).one()
         log.info(
             "job.finished",
@@ -279,11 +263,11 @@ def recover_expired_leases(
     Returns the ids of the jobs that were touched.
     """
     now = utcnow()
-    query = select(Item.id, Item.job_id, Item.attempts, Item.lease_owner).where(
-        Item.status == ItemStatus.RUNNING, Item.lease_expires_at < now
+    query = select(I.id, I.job_id, I.attempts, I.lease_owner).where(
+        I.status == ItemStatus.RUNNING, I.lease_expires_at < now
     )
     if job_id is not None:
-        query = query.where(Item.job_id == job_id)
+        query = query.where(I.job_id == job_id)
     if _is_postgres(session):
         query = query.with_for_update(skip_locked=True)
 
@@ -316,17 +300,17 @@ def recover_expired_leases(
 def jobs_with_pending_items(session: Session) -> list[int]:
     """Unfinished jobs that still have items waiting for a runner."""
     query = (
-        select(Item.job_id)
-        .join(Job, Job.id == Item.job_id)
+        select(I.job_id)
+        .join(JOBS, J.id == I.job_id)
         .where(
-            Item.status == ItemStatus.PENDING,
-            Job.status.not_in(list(FINAL_JOB_STATUSES)),
+            I.status == ItemStatus.PENDING,
+            J.status.not_in(list(FINAL_JOB_STATUSES)),
         )
         .distinct()
-        .order_by(Item.job_id)
+        .order_by(I.job_id)
     )
     return list(session.scalars(query))
 
 
 def job_status(session: Session, job_id: int) -> str | None:
-    return session.scalar(select(Job.status).where(Job.id == job_id))
+    return session.scalar(select(J.status).where(J.id == job_id))
