@@ -24,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.status is None:
         print(f"no job {args.job_id}", file=sys.stderr)
         return 2
+    items = "item" if outcome.items_recorded == 1 else "items"
     print(
-        f"job {args.job_id}: {outcome.status}; this process analysed "
-        f"{outcome.items_processed} items and found none left to claim"
+        f"job {args.job_id}: {outcome.status}; this process recorded "
+        f"{outcome.items_recorded} {items}"
     )
     return 0
 

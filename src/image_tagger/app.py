@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from swagger_ui_bundle import swagger_ui_path
 
 from image_tagger import __version__
 from image_tagger.auth.service import create_token, has_admin_token
@@ -23,10 +26,13 @@ from image_tagger.uploads.endpoints import router as uploads_router
 
 log = structlog.get_logger(__name__)
 
+DOCS_ASSETS = "/docs-assets"
 
-def sign_in_url(settings: Settings, token: str) -> str:
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    return f"{base.rstrip('/')}/admin#token={token}"
+
+def public_base_url(settings: Settings) -> str:
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip(
+        "/"
+    )
 
 
 def ensure_admin_token(settings: Settings) -> str | None:
@@ -47,12 +53,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     token = ensure_admin_token(settings)
     if token is not None:
+        base = public_base_url(settings)
         print(
-            "\nNo admin token existed, so one was created. Sign in at:\n"
-            f"    {sign_in_url(settings, token)}\n"
-            f"or send 'Authorization: Bearer {token}'. It is shown only once.\n",
+            "\nNo admin token existed, so one was created (it is shown only once):\n"
+            f"    {token}\n"
+            f"Send it as 'Authorization: Bearer {token[:8]}...' to {base}/api/v1/admin/"
+            f"\nor use it in the API documentation at {base}/docs (Authorize).\n",
             file=sys.stderr,
             flush=True,
+        )
+    if settings.auth_mode == "header":
+        log.warning(
+            "auth.header_mode",
+            detail="the X-User-Role header is trusted as sent; only expose this "
+            "service through a proxy that sets it",
         )
 
     backend = create_backend(settings)
@@ -75,9 +89,13 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="Image Tagger",
         version=__version__,
-        description="Upload batches of building photos; metrics, VLM ratings, jobs.",
+        description="Upload batches of building photos, watch their jobs, read the "
+        "visual metrics of every image.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _serve_docs_offline(app)
     app.include_router(uploads_router)
     app.include_router(jobs_router)
     app.include_router(images_router)
@@ -99,6 +117,21 @@ def create_app() -> FastAPI:
         )
 
     return app
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """Swagger UI from files shipped in a package: /docs works with no internet."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _database_health() -> dict:

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy import select
 
-from image_tagger.settings import get_settings, reset_settings
+from image_tagger.settings import (
+    Settings,
+    describe_invalid_settings,
+    get_settings,
+    reset_settings,
+)
 
 app = typer.Typer(
     help="Image Tagger: cited visual metrics and VLM ratings for building photos.",
@@ -30,12 +37,21 @@ err = Console(stderr=True)
 SUMMARY_METRICS = ("fractal.dimension", "color.colorfulness", "complexity.entropy_bits")
 
 
+def _settings() -> Settings:
+    """The settings, or a clear message about the bad variables and exit 2."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        err.print(describe_invalid_settings(exc), highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _prepare() -> None:
     """Settings, logging, directories and an up-to-date schema."""
     from image_tagger.logging import configure_logging
     from image_tagger.migrations import upgrade_database
 
-    settings = get_settings()
+    settings = _settings()
     configure_logging(
         level=os.environ.get("IMAGE_TAGGER_LOG_LEVEL", "WARNING"),
         json=settings.log_json,
@@ -49,7 +65,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind")] = None,
 ) -> None:
-    """Start the API, the cockpit and (by default) the in-process job runner."""
+    """Start the API and (by default) the in-process job runner."""
     import uvicorn
 
     if host:
@@ -59,12 +75,27 @@ def serve(
     reset_settings()
     _prepare()
     settings = get_settings()
+    _require_free_port(settings.host, settings.port)
     uvicorn.run(
         "image_tagger.app:app",
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
     )
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Stop before start-up work if another process already has the port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            err.print(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is another "
+                "server running? Stop it, or choose --port / IMAGE_TAGGER_PORT"
+            )
+            raise typer.Exit(2) from None
 
 
 @app.command()
@@ -86,6 +117,12 @@ def ingest(
 
     _prepare()
     settings = get_settings()
+    if settings.queue not in ("inprocess", "none"):
+        err.print(
+            f"IMAGE_TAGGER_QUEUE={settings.queue!r} is not available in this version; "
+            "use 'inprocess' or 'none'"
+        )
+        raise typer.Exit(2)
     files = _expand(paths)
     if not files:
         err.print("no files found; give image files or folders that hold them")
@@ -110,7 +147,7 @@ def ingest(
         for s in ("accepted", "duplicate", "rejected")
     }
     console.print(
-        f"job {job_id}: {len(verdicts)} files "
+        f"job {job_id}: {_plural(len(verdicts), 'file')} "
         f"({counts['accepted']} accepted, {counts['duplicate']} duplicate, "
         f"{counts['rejected']} rejected)"
     )
@@ -120,12 +157,18 @@ def ingest(
 
     if settings.queue == "none" or not wait:
         console.print(
-            f"recorded; run it with: python -m scripts.run_upload_job {job_id}"
+            f"job {job_id} recorded; a server on this data directory with "
+            "IMAGE_TAGGER_QUEUE=inprocess picks it up, or run it with: "
+            f"python -m scripts.run_upload_job {job_id}"
         )
         return
     status = _run_and_watch(job_id)
     _print_job_table(job_id)
     raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_WITH_ERRORS") else 1)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -249,7 +292,15 @@ def analyze(
                 err.print(f"{path}: {message}")
             continue
         if as_json:
-            print(json.dumps({"file": str(path), "metrics": result.metrics}))
+            print(
+                json.dumps(
+                    {
+                        "file": str(path),
+                        "metrics": result.metrics,
+                        "notes": result.notes,
+                    }
+                )
+            )
             continue
         table = Table(title=str(path))
         table.add_column("metric")
@@ -278,6 +329,23 @@ def token_create(
         err.print(str(exc))
         raise typer.Exit(2) from None
     print(token)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The id shown by 'token list'")],
+) -> None:
+    """Revoke a token: it stops working at once."""
+    from image_tagger.auth.service import revoke_token
+    from image_tagger.db import session_scope
+
+    _prepare()
+    with session_scope(write=True) as session:
+        revoked = revoke_token(session, token_id)
+    if not revoked:
+        err.print(f"no live token with id {token_id}; see: image-tagger token list")
+        raise typer.Exit(2)
+    console.print(f"token {token_id} revoked")
 
 
 @token_app.command("list")

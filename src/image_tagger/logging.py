@@ -9,6 +9,7 @@ import structlog
 
 
 def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
+    """Log events at ``level`` and above to stderr, as text or JSON lines."""
     renderer = (
         structlog.processors.JSONRenderer()
         if json
@@ -28,4 +29,11 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
         ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
+    )
+
+
+if not structlog.is_configured():
+    # Used as a library, without an entry point's configure_logging: INFO and up.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
     )

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -81,6 +81,15 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """A user-facing account of bad environment variables, one line each."""
+    lines = ["invalid settings; fix these environment variables:"]
+    for problem in error.errors():
+        name = "IMAGE_TAGGER_" + "_".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"  {name}={problem.get('input')!r}: {problem['msg']}")
+    return "\n".join(lines)
 
 
 def reset_settings() -> None:

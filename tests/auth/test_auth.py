@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -52,23 +54,32 @@ def test_token_mode_needs_an_admin_token(token_client, method, path):
     assert admin.status_code not in (401, 403)
 
 
-def test_first_start_creates_one_admin_token_and_prints_a_sign_in_link(
-    data_dir, capsys
-):
+def test_first_start_creates_one_admin_token_and_prints_it(data_dir, capsys):
     from image_tagger.app import create_app
 
     with TestClient(create_app()):
         pass
     printed = capsys.readouterr().err
-    assert "/admin#token=itk_" in printed
-    token = printed.split("#token=")[1].split()[0]
+    tokens = re.findall(r"^    (itk_\S+)$", printed, flags=re.MULTILINE)
+    assert len(tokens) == 1
+    assert "/docs (Authorize)" in printed
 
     with TestClient(create_app()) as test_client:
         ok = test_client.get(
-            "/api/v1/admin/upload/jobs", headers={"Authorization": f"Bearer {token}"}
+            "/api/v1/admin/upload/jobs",
+            headers={"Authorization": f"Bearer {tokens[0]}"},
         )
     assert ok.status_code == 200
-    assert "#token=" not in capsys.readouterr().err
+    assert "itk_" not in capsys.readouterr().err
+
+
+def test_docs_work_offline_and_offer_both_auth_schemes(token_client):
+    page = token_client.get("/docs").text
+    assert "cdn" not in page
+    assert token_client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    schemes = token_client.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert schemes["APIKeyHeader"]["name"] == "X-User-Role"
 
 
 def test_only_a_hash_of_a_token_is_stored(data_dir):

@@ -43,7 +43,7 @@ def test_ingest_with_record_only_queue_leaves_the_job_for_a_worker(data_dir, tmp
     result = _cli(data_dir, "ingest", str(photo), IMAGE_TAGGER_QUEUE="none")
 
     assert result.returncode == 0, result.stderr
-    assert "python -m scripts.run_upload_job 1" in result.stdout
+    assert "python -m scripts.run_upload_job 1" in result.stdout.replace("\n", " ")
 
 
 def test_analyze_json_prints_one_line_per_file(data_dir, tmp_path):
@@ -67,6 +67,7 @@ def test_analyze_json_prints_one_line_per_file(data_dir, tmp_path):
         str(tmp_path / "missing.png"),
     ]
     assert 1.0 < lines[0]["metrics"]["fractal.dimension"] < 2.0
+    assert lines[0]["notes"] == {}
     assert "error" in lines[1] and "error" in lines[2]
     assert list((data_dir / "images").iterdir()) == []
 
@@ -89,3 +90,32 @@ def test_token_create_prints_a_token_that_works(data_dir):
     bad = _cli(data_dir, "token", "create", "--role", "root")
     assert bad.returncode == 2
     assert "choose one of admin, tagger" in bad.stderr
+
+    assert _cli(data_dir, "token", "revoke", "1").returncode == 0
+    with TestClient(create_app()) as client:
+        response = client.get(
+            "/api/v1/admin/upload/jobs", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 401
+    assert _cli(data_dir, "token", "revoke", "1").returncode == 2
+
+
+def test_bad_settings_are_named_without_a_traceback(data_dir):
+    result = _cli(data_dir, "migrate", IMAGE_TAGGER_AUTH_MODE="Header")
+
+    assert result.returncode == 2
+    assert "IMAGE_TAGGER_AUTH_MODE='Header'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_port_in_use_before_touching_jobs(data_dir):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _cli(data_dir, "serve", "--port", str(port))
+
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

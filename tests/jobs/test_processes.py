@@ -60,11 +60,11 @@ def test_two_worker_processes_share_a_job_and_process_each_item_once(
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
 
     assert [worker.returncode for worker in workers] == [0, 0], outputs
-    analysed = [
-        int(re.search(r"analysed (\d+) items", out).group(1)) for out in outputs
+    recorded = [
+        int(re.search(r"recorded (\d+) items?", out).group(1)) for out in outputs
     ]
-    assert sum(analysed) == 24 and min(analysed) >= 1, outputs
-    assert any(f"job {job_id}: COMPLETED;" in out for out in outputs), outputs
+    assert sum(recorded) == 24 and min(recorded) >= 1, outputs
+    assert all(f"job {job_id}: COMPLETED;" in out for out in outputs), outputs
     _job, items = _check_job_is_whole(job_id, 24)
     assert {item.attempts for item in items} == {1}
     owners_seen = {item.lease_owner for item in items}
@@ -110,3 +110,35 @@ def _wait_until(http, job_id: int, done, timeout: float = 240) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} stuck: {job}")
+
+
+def test_a_killed_worker_process_is_taken_over_by_the_next_one(
+    record_only_client, data_dir
+):
+    files = [(f"{n}.jpg", jpeg_bytes(n, size=(1600, 1200))) for n in range(16)]
+    job_id = upload(record_only_client, files).json()["job_id"]
+    env = child_env(data_dir, IMAGE_TAGGER_QUEUE="none", IMAGE_TAGGER_LEASE_SECONDS="2")
+    command = [sys.executable, "-m", "scripts.run_upload_job", str(job_id)]
+
+    first = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _wait_until(record_only_client, job_id, lambda job: job["completed_items"] >= 4)
+    first.kill()
+    first.wait()
+    running = [
+        item
+        for item in record_only_client.get(
+            f"/api/v1/admin/upload/jobs/{job_id}", headers=ADMIN
+        ).json()["items"]
+        if item["status"] == "RUNNING"
+    ]
+    second = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"job {job_id}: COMPLETED;" in second.stdout
+    _job, items = _check_job_is_whole(job_id, 16)
+    taken_over = {item.id for item in items if item.attempts == 2}
+    assert taken_over == {item["id"] for item in running}

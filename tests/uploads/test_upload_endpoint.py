@@ -187,3 +187,18 @@ def _png(size=(64, 48)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 30, 40)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_an_exif_rotated_photo_reports_its_upright_size(client):
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 250), (90, 120, 200)).save(buffer, "JPEG", exif=exif)
+    body = upload(client, [("rotated.jpg", buffer.getvalue())]).json()
+
+    image = client.get(f"/api/v1/admin/images/{body['image_ids'][0]}", headers=ADMIN)
+    assert (image.json()["width"], image.json()["height"]) == (250, 400)

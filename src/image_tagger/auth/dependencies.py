@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from image_tagger.auth.service import ROLES, find_token
 from image_tagger.db import session_scope
@@ -28,10 +29,24 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-def current_principal(request: Request) -> Principal:
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="Token mode (default): a token from `image-tagger token create`.",
+)
+role_header_scheme = APIKeyHeader(
+    name=ROLE_HEADER,
+    auto_error=False,
+    description="Header mode (IMAGE_TAGGER_AUTH_MODE=header): set by your proxy.",
+)
+
+
+def current_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    role_header: Annotated[str | None, Depends(role_header_scheme)],
+) -> Principal:
     """The caller, from the bearer token (token mode) or the role header."""
     if get_settings().auth_mode == "header":
-        role = request.headers.get(ROLE_HEADER, "").strip().lower()
+        role = (role_header or "").strip().lower()
         if not role:
             raise _unauthorized(
                 f"missing {ROLE_HEADER} header; the proxy in front of the service "
@@ -43,14 +58,14 @@ def current_principal(request: Request) -> Principal:
             )
         return Principal(role=role, name=f"header:{role}")
 
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = credentials.credentials.strip() if credentials else ""
+    if not token:
         raise _unauthorized(
             "missing bearer token; send 'Authorization: Bearer <token>' "
             "(create one with: image-tagger token create --role admin)"
         )
     with session_scope() as session:
-        row = find_token(session, token.strip())
+        row = find_token(session, token)
         if row is None:
             raise _unauthorized(
                 "invalid or revoked token; create a new one with: "

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from image_tagger.auth.models import ApiToken
+from image_tagger.db import utcnow
 
 ROLES = ("admin", "tagger")
 TOKEN_PREFIX = "itk_"
@@ -48,3 +49,13 @@ def has_admin_token(session: Session) -> bool:
 
 def list_tokens(session: Session) -> list[ApiToken]:
     return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, token_id: int) -> bool:
+    """Revoke the token with ``token_id``; False if there is no live one."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    session.flush()
+    return True

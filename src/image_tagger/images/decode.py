@@ -50,7 +50,9 @@ class ImageTooLargeError(ImageDecodeError):
     """The image has more pixels than the decoder will allocate."""
 
 
-def open_image_header(path: str | os.PathLike[str]) -> tuple[str, int, int]:
+def open_image_header(
+    path: str | os.PathLike[str], *, upright: bool = False
+) -> tuple[str, int, int]:
     """Format and size of an image, read from its header only.
 
     No pixel is decoded, so this is safe to call on untrusted files before any
@@ -60,6 +62,9 @@ def open_image_header(path: str | os.PathLike[str]) -> tuple[str, int, int]:
     ----------
     path : str or os.PathLike
         The file.
+    upright : bool, optional
+        Give the size as displayed, after the EXIF orientation (width and
+        height swap for orientations 5 to 8). By default the stored size.
 
     Returns
     -------
@@ -67,7 +72,7 @@ def open_image_header(path: str | os.PathLike[str]) -> tuple[str, int, int]:
         The format as Pillow names it: "JPEG", "MPO", "PNG", "WEBP", "HEIF",
         "AVIF", "GIF", "TIFF", "BMP", ...
     width, height : int
-        Stored size in pixels, before any EXIF rotation.
+        Size in pixels: stored, or as displayed with ``upright=True``.
 
     Raises
     ------
@@ -82,7 +87,10 @@ def open_image_header(path: str | os.PathLike[str]) -> tuple[str, int, int]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(fp) as image:
-                return image.format or "UNKNOWN", image.width, image.height
+                width, height = image.size
+                if upright and image.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
+                    width, height = height, width
+                return image.format or "UNKNOWN", width, height
         except Image.DecompressionBombError as exc:
             raise ImageTooLargeError(_too_large_message(exc)) from exc
         except UnidentifiedImageError as exc:

@@ -83,7 +83,13 @@ def get_image_file(image_id: int, _: AdminPrincipal) -> FileResponse:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail="the stored file is missing"
         )
-    return FileResponse(path, media_type=image.media_type, headers=FILE_HEADERS)
+    return FileResponse(
+        path,
+        media_type=image.media_type,
+        headers=FILE_HEADERS,
+        filename=image.filename,
+        content_disposition_type="inline",
+    )
 
 
 @router.get("/{image_id}/thumbnail", response_class=FileResponse)

@@ -148,7 +148,11 @@ class InProcessBackend:
         try:
             if not self._stop.is_set():
                 run_upload_job(
-                    job_id, executor=self._pool, stop=self._stop, settings=self.settings
+                    job_id,
+                    executor=self._pool,
+                    stop=self._stop,
+                    settings=self.settings,
+                    until_final=False,
                 )
         except Exception:
             log.exception("runner.crashed", job_id=job_id)

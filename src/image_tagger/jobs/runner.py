@@ -25,7 +25,7 @@ from image_tagger.db import session_scope
 from image_tagger.images.decode import ImageDecodeError
 from image_tagger.images.models import Image
 from image_tagger.jobs import service
-from image_tagger.jobs.models import UploadJobItem
+from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJobItem
 from image_tagger.science.pipeline import (
     PipelineResult,
     SciencePipeline,
@@ -42,7 +42,7 @@ class RunOutcome:
 
     job_id: int
     status: str | None
-    items_processed: int
+    items_recorded: int
 
 
 class LeaseLost(Exception):
@@ -60,9 +60,17 @@ def run_upload_job(
     executor: Executor | None = None,
     stop: threading.Event | None = None,
     settings: Settings | None = None,
+    until_final: bool = True,
 ) -> RunOutcome:
-    """Process the job's pending items until none is left to claim."""
+    """Process the job's pending items; by default, return once the job is final.
+
+    When no item is left to claim but other runners still hold some, the
+    runner waits for them to finish, or for their leases to expire and takes
+    those items over. With ``until_final=False`` it returns at once instead
+    (the in-process backend's sweeper looks after expired leases).
+    """
     settings = settings or get_settings()
+    stop = stop or threading.Event()
     owner = new_owner()
     pipeline = SciencePipeline(
         config=SciencePipelineConfig(enable_all=True), executor=executor
@@ -73,7 +81,7 @@ def run_upload_job(
         )
 
     processed = 0
-    while stop is None or not stop.is_set():
+    while not stop.is_set():
         started = time.perf_counter()
         with session_scope(write=True) as session:
             work = _claim(
@@ -85,7 +93,14 @@ def run_upload_job(
                 first=processed == 0,
             )
         if work is None:
-            break
+            if not until_final or _settled(job_id):
+                break
+            stop.wait(min(1.0, settings.lease_seconds / 3))
+            with session_scope(write=True) as session:
+                service.recover_expired_leases(
+                    session, max_attempts=settings.max_attempts, job_id=job_id
+                )
+            continue
         _process_item(
             work, owner=owner, pipeline=pipeline, settings=settings, started=started
         )
@@ -94,7 +109,14 @@ def run_upload_job(
     with session_scope() as session:
         status = service.job_status(session, job_id)
     log.debug("runner.done", job_id=job_id, owner=owner, items=processed, status=status)
-    return RunOutcome(job_id=job_id, status=status, items_processed=processed)
+    return RunOutcome(job_id=job_id, status=status, items_recorded=processed)
+
+
+def _settled(job_id: int) -> bool:
+    """True when the job is final, or does not exist."""
+    with session_scope() as session:
+        status = service.job_status(session, job_id)
+    return status is None or status in FINAL_JOB_STATUSES
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+import image_tagger.logging  # noqa: F401  (log levels when used as a library)
 from image_tagger.db import utcnow
 from image_tagger.jobs.models import (
     FINAL_JOB_STATUSES,
@@ -240,7 +241,10 @@ def finish_job_if_done(session: Session, job_id: int) -> str | None:
     if status is not None:
         job = session.execute(
             select(
-                J.total_items, J.completed_items, J.failed_items, J.created_at
+                J.total_items,
+                J.completed_items,
+                J.failed_items,
+                J.started_at,
             ).where(J.id == job_id)
         ).one()
         log.info(
@@ -250,7 +254,7 @@ def finish_job_if_done(session: Session, job_id: int) -> str | None:
             items=job.total_items,
             completed=job.completed_items,
             failed=job.failed_items,
-            seconds=round((now - job.created_at).total_seconds(), 3),
+            seconds=round((now - (job.started_at or now)).total_seconds(), 3),
         )
     return status
 

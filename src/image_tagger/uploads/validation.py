@@ -52,7 +52,7 @@ def inspect_image(path: Path, *, max_pixels: int) -> Inspection:
         raise Rejected("file is empty")
 
     try:
-        fmt, width, height = open_image_header(path)
+        fmt, width, height = open_image_header(path, upright=True)
     except ImageTooLargeError as exc:
         raise Rejected(_too_many_pixels_message(None, max_pixels)) from exc
     except ImageDecodeError as exc:
