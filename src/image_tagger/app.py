@@ -18,11 +18,13 @@ from image_tagger import __version__
 from image_tagger.auth.service import create_token, has_admin_token
 from image_tagger.db import get_engine, session_scope
 from image_tagger.images.endpoints import router as images_router
+from image_tagger.images.formats import apply_pixel_limit
 from image_tagger.jobs.backends import create_backend
 from image_tagger.jobs.endpoints import router as jobs_router
 from image_tagger.logging import configure_logging
 from image_tagger.settings import Settings, get_settings
 from image_tagger.uploads.endpoints import router as uploads_router
+from image_tagger.uploads.storage import remove_stale_staging
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +52,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     settings.ensure_dirs()
+    apply_pixel_limit(settings.max_image_pixels)
+    remove_stale_staging(settings.tmp_dir)
 
     token = ensure_admin_token(settings)
     if token is not None:

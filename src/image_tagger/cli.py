@@ -48,10 +48,12 @@ def _settings() -> Settings:
 
 def _prepare() -> None:
     """Settings, logging, directories and an up-to-date schema."""
+    from image_tagger.images.formats import apply_pixel_limit
     from image_tagger.logging import configure_logging
     from image_tagger.migrations import upgrade_database
 
     settings = _settings()
+    apply_pixel_limit(settings.max_image_pixels)
     configure_logging(
         level=os.environ.get("IMAGE_TAGGER_LOG_LEVEL", "WARNING"),
         json=settings.log_json,
@@ -111,8 +113,7 @@ def ingest(
     wait: Annotated[bool, typer.Option(help="Wait for the job to end")] = True,
 ) -> None:
     """Upload images as one job through the upload service, then watch it run."""
-    from image_tagger.db import session_scope
-    from image_tagger.uploads.service import create_upload
+    from image_tagger.uploads.service import receive_upload
     from image_tagger.uploads.storage import stage_path
 
     _prepare()
@@ -132,15 +133,8 @@ def ingest(
         stage_path(settings.tmp_dir, path, max_bytes=settings.max_upload_bytes)
         for path in files
     ]
-    try:
-        with session_scope(write=True) as session:
-            outcome = create_upload(
-                session, staged, settings=settings, created_by="cli"
-            )
-            job_id, verdicts = outcome.job.id, outcome.files
-    finally:
-        for file in staged:
-            file.discard()
+    outcome = receive_upload(staged, settings=settings, created_by="cli")
+    job_id, verdicts = outcome.job.id, outcome.files
 
     counts = {
         s: sum(v.status == s for v in verdicts)

@@ -112,3 +112,12 @@ def test_healthz_needs_no_auth_and_reports_database_and_queue(client):
     assert body["database"] == {"ok": True, "dialect": "sqlite"}
     assert body["queue"]["backend"] == "inprocess"
     assert body["queue"]["ok"] is True
+
+
+def test_header_mode_refuses_two_role_headers(client):
+    response = client.get(
+        "/api/v1/admin/upload/jobs",
+        headers=[("X-User-Role", "tagger"), ("X-User-Role", "admin")],
+    )
+    assert response.status_code == 400
+    assert "more than one X-User-Role" in response.json()["detail"]

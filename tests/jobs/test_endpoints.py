@@ -78,3 +78,32 @@ def test_stored_files_are_served_with_their_image_type(client):
     thumb = client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)
     assert thumb.headers["content-type"] == "image/jpeg"
     assert thumb.content[:2] == b"\xff\xd8"
+
+
+def test_ids_and_offsets_past_64_bits_are_a_422(client):
+    huge = 2**63
+    for path in (
+        f"/api/v1/admin/upload/jobs/{huge}",
+        f"/api/v1/admin/upload/jobs?offset={huge}",
+        f"/api/v1/admin/upload/jobs/1?items_offset={huge}",
+        f"/api/v1/admin/images/{huge}",
+        f"/api/v1/admin/images/{huge}/thumbnail",
+    ):
+        assert client.get(path, headers=ADMIN).status_code == 422, path
+
+
+def test_concurrent_first_thumbnails_are_all_whole(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    image_id = upload(client, [("t.jpg", jpeg_bytes(43, size=(1200, 900)))]).json()[
+        "image_ids"
+    ][0]
+
+    def fetch(_):
+        return client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(fetch, range(8)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    assert responses[0].content.endswith(b"\xff\xd9")

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx2
 from helpers import ADMIN, FINAL, ROOT, ServerProcess, child_env, jpeg_bytes, upload
@@ -88,7 +89,10 @@ def test_server_killed_mid_batch_then_restarted_completes_the_job(data_dir, tmp_
                 http, job_id, lambda job: job["completed_items"] >= 12
             )
         assert progress["status"] == "RUNNING"
+        workers = _children(server.process.pid)
+        assert workers, "the server should have analysis processes"
         server.kill()
+        _wait_for_exit(workers)
 
         server.start()
         with httpx2.Client(base_url=server.url, timeout=60) as http:
@@ -100,6 +104,31 @@ def test_server_killed_mid_batch_then_restarted_completes_the_job(data_dir, tmp_
     _job, items = _check_job_is_whole(job_id, 40)
     assert max(item.attempts for item in items) <= 2
     assert 12 <= sum(item.attempts == 1 for item in items) <= 40
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [
+        int(child)
+        for task in tasks.iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _wait_for_exit(pids: list[int], timeout: float = 10) -> None:
+    """The analysis processes of a killed server end by themselves."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"orphans left: {pids}"
+        time.sleep(0.1)
 
 
 def _wait_until(http, job_id: int, done, timeout: float = 240) -> dict:

@@ -13,16 +13,15 @@ from image_tagger.science import (
     SciencePipelineConfig,
 )
 from image_tagger.settings import get_settings
-from image_tagger.uploads.service import create_upload
+from image_tagger.uploads.service import receive_upload
 from image_tagger.uploads.storage import stage_path
 
 
 def _stored_image(path) -> int:
     settings = get_settings()
     staged = stage_path(settings.tmp_dir, path, max_bytes=settings.max_upload_bytes)
-    with session_scope(write=True) as session:
-        outcome = create_upload(session, [staged], settings=settings)
-        return outcome.image_ids[0]
+    outcome = receive_upload([staged], settings=settings, created_by="test")
+    return outcome.image_ids[0]
 
 
 def test_analyze_stores_every_metric_with_version_and_parameters(data_dir):

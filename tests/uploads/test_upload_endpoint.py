@@ -202,3 +202,56 @@ def test_an_exif_rotated_photo_reports_its_upright_size(client):
 
     image = client.get(f"/api/v1/admin/images/{body['image_ids'][0]}", headers=ADMIN)
     assert (image.json()["width"], image.json()["height"]) == (250, 400)
+
+
+def _raw_upload(client, body: bytes, boundary: str):
+    return client.post(
+        "/api/v1/admin/upload",
+        content=body,
+        headers={**ADMIN, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+
+def test_a_body_cut_off_mid_file_is_refused_and_nothing_is_stored(client, data_dir):
+    photo = jpeg_bytes(40)
+    head = b'--XYZ\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"'
+    response = _raw_upload(client, head + b"\r\n\r\n" + photo[: len(photo) // 2], "XYZ")
+
+    assert response.status_code == 400
+    assert "closing boundary" in response.json()["detail"]
+    assert list((data_dir / "images").rglob("*.jpg")) == []
+    assert list((data_dir / "tmp").iterdir()) == []
+
+
+def test_a_malformed_boundary_is_a_400_not_a_500(client):
+    response = _raw_upload(client, b"--x\r\n", "x" * 300)
+    assert response.status_code == 400
+
+
+def test_an_upload_whose_files_are_all_rejected_answers_failed(client):
+    body = upload(client, [("empty.jpg", b"")]).json()
+    assert body["status"] == "FAILED"
+
+
+def test_slow_header_checks_do_not_hold_the_database(client, data_dir, monkeypatch):
+    import sqlite3
+
+    from image_tagger.uploads import service
+
+    seen: list[str] = []
+    real_inspect = service.inspect_image
+
+    def inspect_while_another_writer_writes(path, **kwargs):
+        other = sqlite3.connect(data_dir / "image_tagger.db", timeout=1)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE api_tokens SET name = name")
+        other.commit()
+        other.close()
+        seen.append(path.name)
+        return real_inspect(path, **kwargs)
+
+    monkeypatch.setattr(service, "inspect_image", inspect_while_another_writer_writes)
+    response = upload(client, [("a.jpg", jpeg_bytes(41)), ("b.jpg", jpeg_bytes(42))])
+
+    assert response.status_code == 202
+    assert len(seen) == 2

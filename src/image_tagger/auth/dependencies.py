@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from image_tagger.auth.service import ROLES, find_token
@@ -41,11 +41,18 @@ role_header_scheme = APIKeyHeader(
 
 
 def current_principal(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     role_header: Annotated[str | None, Depends(role_header_scheme)],
 ) -> Principal:
     """The caller, from the bearer token (token mode) or the role header."""
     if get_settings().auth_mode == "header":
+        if len(request.headers.getlist(ROLE_HEADER)) > 1:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=f"more than one {ROLE_HEADER} header; the proxy must replace "
+                "the client's header, not add to it",
+            )
         role = (role_header or "").strip().lower()
         if not role:
             raise _unauthorized(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, status
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from image_tagger.auth.dependencies import AdminPrincipal
 from image_tagger.db import session_scope
+from image_tagger.http import RowId
 from image_tagger.images.decode import ImageDecodeError, load_analysis_image
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.schemas import AnalysisOut, ImageOut
@@ -47,7 +49,7 @@ def _load(image_id: int) -> tuple[Image, ImageAnalysis | None]:
 
 
 @router.get("/{image_id}", response_model=ImageOut)
-def get_image(image_id: int, _: AdminPrincipal) -> ImageOut:
+def get_image(image_id: RowId, _: AdminPrincipal) -> ImageOut:
     """The image's metadata and its latest analysis (metrics, VLM, version)."""
     image, analysis = _load(image_id)
     return ImageOut(
@@ -75,7 +77,7 @@ def get_image(image_id: int, _: AdminPrincipal) -> ImageOut:
 
 
 @router.get("/{image_id}/file", response_class=FileResponse)
-def get_image_file(image_id: int, _: AdminPrincipal) -> FileResponse:
+def get_image_file(image_id: RowId, _: AdminPrincipal) -> FileResponse:
     """The stored file, as uploaded, with its image content type."""
     image, _analysis = _load(image_id)
     path = get_settings().data_dir / image.storage_path
@@ -93,7 +95,7 @@ def get_image_file(image_id: int, _: AdminPrincipal) -> FileResponse:
 
 
 @router.get("/{image_id}/thumbnail", response_class=FileResponse)
-async def get_image_thumbnail(image_id: int, _: AdminPrincipal) -> FileResponse:
+async def get_image_thumbnail(image_id: RowId, _: AdminPrincipal) -> FileResponse:
     """A JPEG of at most 256 px on the long side, made once and kept."""
     image, _analysis = await run_in_threadpool(_load, image_id)
     settings = get_settings()
@@ -115,6 +117,7 @@ def _make_thumbnail(source: Path, target: Path) -> None:
     buffer = io.BytesIO()
     PILImage.fromarray(pixels).save(buffer, format="JPEG", quality=85)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.part")
-    partial.write_bytes(buffer.getvalue())
+    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(buffer.getvalue())
     os.replace(partial, target)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PIL import Image
+
 
 @dataclass(frozen=True)
 class FormatSpec:
@@ -22,3 +24,13 @@ FORMATS: dict[str, FormatSpec] = {
     "TIFF": FormatSpec("image/tiff", "tif"),
     "BMP": FormatSpec("image/bmp", "bmp"),
 }
+
+
+def apply_pixel_limit(max_pixels: int) -> None:
+    """Align Pillow's decompression-bomb guard with IMAGE_TAGGER_MAX_IMAGE_PIXELS.
+
+    Pillow warns past its limit and refuses past twice it; the service checks
+    the exact limit itself, so a raised setting is not undercut by Pillow's
+    default of about 89 million pixels.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels

@@ -8,7 +8,9 @@ responsive. ``none`` only records jobs, for ``python -m scripts.run_upload_job``
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -58,15 +60,26 @@ class RecordOnlyBackend:
         return {"backend": self.name, "ok": True}
 
 
-def _init_analysis_process() -> None:
-    """One thread per analysis process (the pool already uses every core)."""
+def _init_analysis_process(max_pixels: int) -> None:
+    """Ready an analysis process: one thread each, the pixel limit, a watchdog."""
     import cv2
     import pillow_heif
 
     import image_tagger.science.compute  # noqa: F401  (loaded before any item)
+    from image_tagger.images.formats import apply_pixel_limit
 
     cv2.setNumThreads(1)
     pillow_heif.options.DECODE_THREADS = 1
+    apply_pixel_limit(max_pixels)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this process when its parent is gone (a server killed with SIGKILL)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _ready() -> bool:
@@ -76,8 +89,9 @@ def _ready() -> bool:
 class ComputePool:
     """A process pool for the pixel work that replaces itself if a child dies."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, *, max_pixels: int) -> None:
         self.processes = processes
+        self.max_pixels = max_pixels
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 
@@ -87,6 +101,7 @@ class ComputePool:
             max_workers=self.processes,
             mp_context=context,
             initializer=_init_analysis_process,
+            initargs=(self.max_pixels,),
         )
 
     def warm_up(self) -> None:
@@ -121,7 +136,7 @@ class InProcessBackend:
         self._runners = ThreadPoolExecutor(
             max_workers=self.runners, thread_name_prefix="runner"
         )
-        self._pool = ComputePool(settings.workers)
+        self._pool = ComputePool(settings.workers, max_pixels=settings.max_image_pixels)
         self._active: Counter[int] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()

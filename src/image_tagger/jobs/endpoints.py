@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from image_tagger.auth.dependencies import AdminPrincipal
 from image_tagger.db import session_scope
+from image_tagger.http import Offset, RowId
 from image_tagger.jobs.models import JobStatus, UploadJob, UploadJobItem
 from image_tagger.jobs.schemas import ItemOut, JobDetail, JobList, JobSummary
 
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/api/v1/admin/upload/jobs", tags=["jobs"])
 def list_jobs(
     _: AdminPrincipal,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> JobList:
     """The most recent jobs, newest first, and the number of jobs in each status."""
     with session_scope() as session:
@@ -38,10 +39,10 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobDetail)
 def get_job(
-    job_id: int,
+    job_id: RowId,
     _: AdminPrincipal,
     items_limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    items_offset: Annotated[int, Query(ge=0)] = 0,
+    items_offset: Offset = 0,
 ) -> JobDetail:
     """One job's summary and its items (paginated with items_offset/items_limit)."""
     with session_scope() as session:

@@ -191,7 +191,8 @@ def _process_item(
             job_id,
             owner=owner,
             settings=settings,
-            reason="the analysis process crashed on this image",
+            reason="an analysis process crashed while this image was being analysed "
+            "(the cause may have been another image)",
         )
         return
     except Exception as exc:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, BackgroundTasks, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from image_tagger.auth.dependencies import AdminPrincipal
-from image_tagger.db import session_scope
 from image_tagger.jobs.models import JobStatus
 from image_tagger.settings import get_settings
 from image_tagger.uploads.multipart import receive_files
 from image_tagger.uploads.schemas import FileVerdictOut, UploadAccepted
-from image_tagger.uploads.service import create_upload
-from image_tagger.uploads.storage import StagedFile
+from image_tagger.uploads.service import receive_upload
 
 router = APIRouter(prefix="/api/v1/admin", tags=["uploads"])
 
@@ -56,34 +52,17 @@ async def upload(
         max_bytes=settings.max_upload_bytes,
         max_files=settings.max_files_per_upload,
     )
-    answer = await run_in_threadpool(_record, staged, principal.name)
-    if answer.status == JobStatus.PENDING:
-        background.add_task(request.app.state.backend.dispatch, answer.job_id)
-    return answer
-
-
-def _record(staged: list[StagedFile], created_by: str) -> UploadAccepted:
-    settings = get_settings()
-    try:
-        with session_scope(write=True) as session:
-            outcome = create_upload(
-                session, staged, settings=settings, created_by=created_by
-            )
-            return UploadAccepted(
-                job_id=outcome.job.id,
-                status=outcome.job.status,
-                image_ids=outcome.image_ids,
-                files=[
-                    FileVerdictOut(
-                        **{
-                            k: v
-                            for k, v in asdict(f).items()
-                            if k in FileVerdictOut.model_fields
-                        }
-                    )
-                    for f in outcome.files
-                ],
-            )
-    finally:
-        for file in staged:
-            file.discard()
+    outcome = await run_in_threadpool(
+        receive_upload, staged, settings=settings, created_by=principal.name
+    )
+    if outcome.job.status == JobStatus.PENDING:
+        background.add_task(request.app.state.backend.dispatch, outcome.job.id)
+    return UploadAccepted(
+        job_id=outcome.job.id,
+        status=outcome.job.status,
+        image_ids=outcome.image_ids,
+        files=[
+            FileVerdictOut.model_validate(verdict, from_attributes=True)
+            for verdict in outcome.files
+        ],
+    )

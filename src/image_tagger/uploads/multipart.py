@@ -22,6 +22,10 @@ class TooManyFiles(Exception):
     pass
 
 
+class IncompleteBody(Exception):
+    pass
+
+
 class _Receiver:
     """Collects the parts of one request as the parser reports them."""
 
@@ -34,9 +38,11 @@ class _Receiver:
         self._header_value = b""
         self._headers: dict[str, str] = {}
         self._current: StagedFile | None = None
+        self.complete = False
 
     def callbacks(self) -> dict:
         return {
+            "on_end": self._end,
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field_data,
             "on_header_value": self._header_value_data,
@@ -85,6 +91,9 @@ class _Receiver:
             self._current.close()
         self._current = None
 
+    def _end(self) -> None:
+        self.complete = True
+
     def discard_all(self) -> None:
         for staged in self.files:
             staged.discard()
@@ -103,11 +112,13 @@ async def receive_files(
         )
 
     receiver = _Receiver(tmp_dir, max_bytes=max_bytes, max_files=max_files)
-    parser = MultipartParser(boundary, receiver.callbacks())
     try:
+        parser = MultipartParser(boundary, receiver.callbacks())
         async for chunk in request.stream():
             await run_in_threadpool(parser.write, chunk)
         parser.finalize()
+        if not receiver.complete:
+            raise IncompleteBody
     except TooManyFiles:
         receiver.discard_all()
         raise HTTPException(
@@ -117,6 +128,13 @@ async def receive_files(
                 f"{max_files} per request or set IMAGE_TAGGER_MAX_FILES_PER_UPLOAD "
                 "to raise the limit"
             ),
+        ) from None
+    except IncompleteBody:
+        receiver.discard_all()
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="the multipart body ended before its closing boundary (the upload "
+            "was cut off); nothing was stored, send it again",
         ) from None
     except Exception as exc:
         receiver.discard_all()

@@ -12,13 +12,18 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from image_tagger.db import utcnow
+from image_tagger.db import session_scope, utcnow
 from image_tagger.images.models import Image
 from image_tagger.jobs.models import ItemStatus, JobStatus, UploadJob, UploadJobItem
 from image_tagger.jobs.service import finish_job_if_done
 from image_tagger.settings import Settings
 from image_tagger.uploads.storage import StagedFile, store
-from image_tagger.uploads.validation import Rejected, clean_filename, inspect_image
+from image_tagger.uploads.validation import (
+    Inspection,
+    Rejected,
+    clean_filename,
+    inspect_image,
+)
 
 
 @dataclass
@@ -31,6 +36,15 @@ class FileVerdict:
     size_bytes: int | None = None
     # A repeat of a file earlier in the same upload gets no item of its own.
     repeats_this_upload: bool = False
+
+
+@dataclass
+class CheckedFile:
+    """A staged file after its checks: rejected, or stored with its header facts."""
+
+    verdict: FileVerdict
+    inspection: Inspection | None = None
+    storage_path: str | None = None
 
 
 @dataclass
@@ -47,41 +61,42 @@ class UploadOutcome:
         return list(seen)
 
 
-def create_upload(
-    session: Session,
-    staged_files: list[StagedFile],
-    *,
-    settings: Settings,
-    created_by: str | None = None,
+def receive_upload(
+    staged_files: list[StagedFile], *, settings: Settings, created_by: str | None
 ) -> UploadOutcome:
-    """Store each staged file, record one job with an item per file, flush."""
-    job = UploadJob(status=JobStatus.PENDING, created_by=created_by)
-    session.add(job)
-    session.flush()
+    """Check and store the staged files, then record them in one transaction.
 
-    verdicts: list[FileVerdict] = []
+    The upload's one unit of work, shared by the API and the CLI: slow checks
+    first, then a short write transaction, committed before this returns (so
+    the caller may dispatch the job). Staging files are gone afterwards.
+    """
+    try:
+        checked = check_files(staged_files, settings=settings)
+        with session_scope(write=True) as session:
+            return create_upload(session, checked, created_by=created_by)
+    finally:
+        for staged in staged_files:
+            staged.discard()
+
+
+def check_files(
+    staged_files: list[StagedFile], *, settings: Settings
+) -> list[CheckedFile]:
+    """Check every staged file and store the good ones by content; no database.
+
+    This reads headers and moves files, which can be slow for hostile input,
+    so it runs before the upload's write transaction begins.
+    """
+    checked: list[CheckedFile] = []
     first_in_batch: dict[str, str] = {}
     for staged in staged_files:
-        verdict = _admit(
-            session, staged, settings=settings, first_in_batch=first_in_batch
-        )
-        verdicts.append(verdict)
-        if not verdict.repeats_this_upload:
-            session.add(_item_for(job, verdict))
-
-    session.flush()
-    _count_items(session, job)
-    finish_job_if_done(session, job.id)
-    return UploadOutcome(job=job, files=verdicts)
+        checked.append(_check(staged, settings=settings, first_in_batch=first_in_batch))
+    return checked
 
 
-def _admit(
-    session: Session,
-    staged: StagedFile,
-    *,
-    settings: Settings,
-    first_in_batch: dict[str, str],
-) -> FileVerdict:
+def _check(
+    staged: StagedFile, *, settings: Settings, first_in_batch: dict[str, str]
+) -> CheckedFile:
     filename = clean_filename(staged.filename)
     verdict = FileVerdict(
         filename=filename, status="rejected", size_bytes=staged.size_bytes
@@ -89,51 +104,82 @@ def _admit(
     if staged.too_large:
         staged.discard()
         verdict.reason = (
-            f"file is {_mb(staged.size_bytes)}; the limit is "
-            f"{_mb(settings.max_upload_bytes)}, set IMAGE_TAGGER_MAX_UPLOAD_BYTES "
-            "to raise it"
+            f"file is {_size(staged.size_bytes, settings.max_upload_bytes)}, set "
+            "IMAGE_TAGGER_MAX_UPLOAD_BYTES to raise the limit"
         )
-        return verdict
+        return CheckedFile(verdict)
 
     verdict.sha256 = staged.sha256
     if staged.sha256 in first_in_batch:
         staged.discard()
-        image = _image_by_sha(session, staged.sha256)
         verdict.status = "duplicate"
         verdict.repeats_this_upload = True
-        verdict.image_id = image.id if image else None
         verdict.reason = (
             f"same bytes as {first_in_batch[staged.sha256]!r} in this upload"
         )
-        return verdict
+        return CheckedFile(verdict)
 
     try:
         inspection = inspect_image(staged.path, max_pixels=settings.max_image_pixels)
     except Rejected as exc:
         staged.discard()
         verdict.reason = str(exc)
-        return verdict
+        return CheckedFile(verdict)
 
     first_in_batch[staged.sha256] = filename
     path = store(staged, settings.images_dir, inspection.extension)
+    verdict.status = "accepted"
+    return CheckedFile(verdict, inspection, str(path.relative_to(settings.data_dir)))
+
+
+def create_upload(
+    session: Session,
+    checked_files: list[CheckedFile],
+    *,
+    created_by: str | None = None,
+) -> UploadOutcome:
+    """Record checked files: their images, one job and an item per file; flush."""
+    job = UploadJob(status=JobStatus.PENDING, created_by=created_by)
+    session.add(job)
+    session.flush()
+
+    image_ids: dict[str, int] = {}
+    for checked in checked_files:
+        verdict = checked.verdict
+        if checked.inspection is not None:
+            _record_image(session, checked, image_ids)
+        elif verdict.repeats_this_upload:
+            verdict.image_id = image_ids.get(verdict.sha256)
+        if not verdict.repeats_this_upload:
+            session.add(_item_for(job, verdict))
+
+    session.flush()
+    _count_items(session, job)
+    finish_job_if_done(session, job.id)
+    session.refresh(job)
+    return UploadOutcome(job=job, files=[checked.verdict for checked in checked_files])
+
+
+def _record_image(
+    session: Session, checked: CheckedFile, image_ids: dict[str, int]
+) -> None:
+    verdict, inspection = checked.verdict, checked.inspection
     image, created = _get_or_create_image(
         session,
-        sha256=staged.sha256,
-        filename=filename,
+        sha256=verdict.sha256,
+        filename=verdict.filename,
         format=inspection.format,
         media_type=inspection.media_type,
-        size_bytes=staged.size_bytes,
+        size_bytes=verdict.size_bytes,
         width=inspection.width,
         height=inspection.height,
-        storage_path=str(path.relative_to(settings.data_dir)),
+        storage_path=checked.storage_path,
     )
+    image_ids[verdict.sha256] = image.id
     verdict.image_id = image.id
-    if created:
-        verdict.status = "accepted"
-    else:
+    if not created:
         verdict.status = "duplicate"
         verdict.reason = f"same bytes as image {image.id} uploaded before"
-    return verdict
 
 
 def _item_for(job: UploadJob, verdict: FileVerdict) -> UploadJobItem:
@@ -199,5 +245,9 @@ def _get_or_create_image(
     return image, True
 
 
-def _mb(size_bytes: int) -> str:
-    return f"{size_bytes / 1_000_000:.1f} MB"
+def _size(size_bytes: int, limit_bytes: int) -> str:
+    """'file is 31.2 MB; the limit is 25.0 MB', exact where rounding would hide it."""
+    size, limit = f"{size_bytes / 1e6:.1f} MB", f"{limit_bytes / 1e6:.1f} MB"
+    if size == limit:
+        size, limit = f"{size_bytes:,} bytes", f"{limit_bytes:,} bytes"
+    return f"{size}; the limit is {limit}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,3 +91,26 @@ def store(staged: StagedFile, images_dir: Path, extension: str) -> Path:
         return target
     os.replace(staged.path, target)
     return target
+
+
+STALE_STAGING_SECONDS = 3600
+
+
+def remove_stale_staging(
+    tmp_dir: Path, *, older_than_seconds: float = STALE_STAGING_SECONDS
+) -> int:
+    """Delete staging files left by killed processes; returns how many.
+
+    Only files untouched for ``older_than_seconds`` go: another process on the
+    same data directory may be receiving an upload right now.
+    """
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for path in tmp_dir.glob("upload-*.part"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -11,7 +11,7 @@ from image_tagger.images.decode import (
     ImageTooLargeError,
     open_image_header,
 )
-from image_tagger.images.formats import FORMATS
+from image_tagger.images.formats import FORMATS, apply_pixel_limit
 
 MAX_FILENAME_CHARS = 255
 
@@ -51,15 +51,13 @@ def inspect_image(path: Path, *, max_pixels: int) -> Inspection:
     if path.stat().st_size == 0:
         raise Rejected("file is empty")
 
+    apply_pixel_limit(max_pixels)
     try:
         fmt, width, height = open_image_header(path, upright=True)
     except ImageTooLargeError as exc:
         raise Rejected(_too_many_pixels_message(None, max_pixels)) from exc
     except ImageDecodeError as exc:
-        raise Rejected(
-            "not an image this service reads (the content is not JPEG, PNG, "
-            "WebP, HEIC, AVIF, GIF, TIFF or BMP, whatever its name says)"
-        ) from exc
+        raise Rejected(str(exc)) from exc
 
     spec = FORMATS.get(fmt)
     if spec is None:
