@@ -10,13 +10,14 @@ once, by whoever records its last item.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 
 import structlog
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 import image_tagger.logging  # noqa: F401  (log levels when used as a library)
-from image_tagger.db import utcnow
+from image_tagger.db import UTCDateTime, utcnow
 from image_tagger.jobs.models import (
     FINAL_JOB_STATUSES,
     ItemStatus,
@@ -38,6 +39,32 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+@lru_cache
+def _claim_statement(postgres: bool) -> Update:
+    """The claim, built once per dialect (it runs for every item)."""
+    candidate = (
+        select(I.id)
+        .where(I.job_id == bindparam("p_job_id"), I.status == ItemStatus.PENDING)
+        .order_by(I.id)
+        .limit(1)
+    )
+    if postgres:
+        candidate = candidate.with_for_update(skip_locked=True)
+    return (
+        update(ITEMS)
+        .where(I.id == candidate.scalar_subquery(), I.status == ItemStatus.PENDING)
+        .values(
+            status=ItemStatus.RUNNING,
+            lease_owner=bindparam("p_owner"),
+            lease_expires_at=bindparam("p_expires", type_=UTCDateTime()),
+            attempts=I.attempts + 1,
+            started_at=bindparam("p_now", type_=UTCDateTime()),
+            finished_at=None,
+        )
+        .returning(I.id)
+    )
+
+
 def claim_next_item(
     session: Session,
     job_id: int,
@@ -52,27 +79,14 @@ def claim_next_item(
     seen to that passes ``mark_job_running=False``.
     """
     now = utcnow()
-    candidate = (
-        select(I.id)
-        .where(I.job_id == job_id, I.status == ItemStatus.PENDING)
-        .order_by(I.id)
-        .limit(1)
-    )
-    if _is_postgres(session):
-        candidate = candidate.with_for_update(skip_locked=True)
-
     claimed = session.scalar(
-        update(ITEMS)
-        .where(I.id == candidate.scalar_subquery(), I.status == ItemStatus.PENDING)
-        .values(
-            status=ItemStatus.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=I.attempts + 1,
-            started_at=now,
-            finished_at=None,
-        )
-        .returning(I.id)
+        _claim_statement(_is_postgres(session)),
+        {
+            "p_job_id": job_id,
+            "p_owner": owner,
+            "p_expires": now + timedelta(seconds=lease_seconds),
+            "p_now": now,
+        },
     )
     if claimed is not None and mark_job_running:
         session.execute(
