@@ -31,7 +31,7 @@ from helpers import ServerProcess, child_env  # noqa: E402
 from image_tagger.science.compute import analyze_file  # noqa: E402
 
 PHOTOS = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
-COPIES = 4  # each sample photo at several qualities: distinct bytes, same scene
+COPIES = 8  # each sample photo at several qualities: distinct bytes, same scene
 
 
 def batch_files(folder: Path) -> list[Path]:
@@ -105,7 +105,7 @@ def run_batch(url: str, files: list[Path]) -> tuple[float, float, list[float]]:
                 started = time.perf_counter()
                 http.get("/api/v1/admin/upload/jobs", params={"limit": 20})
                 latencies.append(time.perf_counter() - started)
-                time.sleep(0.1)
+                time.sleep(0.05)
 
     with httpx2.Client(base_url=url, headers=headers, timeout=300) as http:
         warm = http.post("/api/v1/admin/upload", files=[_part(files[0])]).json()
