@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from image_tagger.db import session_scope
 from image_tagger.images.decode import ImageDecodeError
-from image_tagger.images.models import Image
+from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.jobs import service
 from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJobItem
 from image_tagger.science.pipeline import (
@@ -147,19 +147,29 @@ def _claim(
     )
     if item_id is None:
         return None
-    image_id, storage_path = session.execute(
-        select(Image.id, Image.storage_path)
-        .join(UploadJobItem, UploadJobItem.image_id == Image.id)
-        .where(UploadJobItem.id == item_id)
+    image_id, storage_path, analysed_by = session.execute(
+        _ITEM_IMAGE, {"item_id": item_id, "version": pipeline.version}
     ).one()
-    existing = SciencePipeline(config=pipeline.config, db=session).latest(image_id)
     return _Work(
         item_id=item_id,
         job_id=job_id,
         image_id=image_id,
         path=settings.data_dir / storage_path,
-        analysed_by=None if existing is None else existing.pipeline_version,
+        analysed_by=analysed_by,
     )
+
+
+# An item's image, and the version of its analysis by this pipeline if any.
+_ITEM_IMAGE = (
+    select(Image.id, Image.storage_path, ImageAnalysis.pipeline_version)
+    .join(UploadJobItem, UploadJobItem.image_id == Image.id)
+    .outerjoin(
+        ImageAnalysis,
+        (ImageAnalysis.image_id == Image.id)
+        & (ImageAnalysis.pipeline_version == bindparam("version")),
+    )
+    .where(UploadJobItem.id == bindparam("item_id"))
+)
 
 
 def _process_item(

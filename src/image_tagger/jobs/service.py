@@ -203,16 +203,36 @@ def _finish_item(
     if result.rowcount != 1:
         return False
 
-    counter = J.completed_items if status == ItemStatus.COMPLETED else J.failed_items
     completed, failed, total = session.execute(
-        update(JOBS)
-        .where(J.id == job_id)
-        .values({counter: counter + 1, J.updated_at: now})
-        .returning(J.completed_items, J.failed_items, J.total_items)
+        _COUNT_STATEMENTS[status], {"p_job_id": job_id, "p_now": now}
     ).one()
     if completed + failed >= total:
         finish_job_if_done(session, job_id)
     return True
+
+
+_NOW = bindparam("p_now", type_=UTCDateTime())
+
+
+def _count_statement(counter) -> Update:
+    return (
+        update(JOBS)
+        .where(J.id == bindparam("p_job_id"))
+        .values(
+            {
+                counter: counter + 1,
+                J.updated_at: bindparam("p_now", type_=UTCDateTime()),
+            }
+        )
+        .returning(J.completed_items, J.failed_items, J.total_items)
+    )
+
+
+# Counting a recorded item in its job, built once (it runs for every item).
+_COUNT_STATEMENTS = {
+    ItemStatus.COMPLETED: _count_statement(J.completed_items),
+    ItemStatus.FAILED: _count_statement(J.failed_items),
+}
 
 
 def refresh_error_summary(session: Session, job_id: int) -> None:
