@@ -19,6 +19,25 @@ SAMPLE_PHOTOS = sorted(PHOTOS.glob("*.jpg"))
 ADMIN = {"X-User-Role": "admin"}
 FINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"}
 
+# The metric keys every analysis must have (the product's stable contract).
+STABLE_KEYS = {
+    "fractal.dimension",
+    "fractal.r2",
+    *(
+        f"texture.{scale}.{name}"
+        for scale in ("fine", "coarse")
+        for name in ("contrast", "homogeneity", "energy", "correlation", "entropy")
+    ),
+    "color.lightness_mean",
+    "color.lightness_std",
+    "color.chroma_mean",
+    "color.colorfulness",
+    "color.warm_fraction",
+    "complexity.entropy_bits",
+    "complexity.edge_density",
+    "complexity.compression_ratio",
+}
+
 
 def upload(client, paths: list[Path] | list[tuple[str, bytes]], headers=ADMIN):
     files = []

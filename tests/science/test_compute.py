@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import STABLE_KEYS
 from PIL import Image
 
 from image_tagger.images.decode import (
@@ -26,24 +27,6 @@ from image_tagger.science.compute import (
     analyze_file,
     compute_metrics,
 )
-
-STABLE_KEYS = {
-    "fractal.dimension",
-    "fractal.r2",
-    *(
-        f"texture.{scale}.{name}"
-        for scale in ("fine", "coarse")
-        for name in ("contrast", "homogeneity", "energy", "correlation", "entropy")
-    ),
-    "color.lightness_mean",
-    "color.lightness_std",
-    "color.chroma_mean",
-    "color.colorfulness",
-    "color.warm_fraction",
-    "complexity.entropy_bits",
-    "complexity.edge_density",
-    "complexity.compression_ratio",
-}
 
 # Metrics whose definition does not change when the image turns by 90 degrees.
 EXACTLY_ROTATION_INVARIANT = [

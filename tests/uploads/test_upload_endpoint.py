@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
-from helpers import ADMIN, SAMPLE_PHOTOS, jpeg_bytes, upload, wait_for_job
-
-STABLE_KEYS = {
-    "fractal.dimension",
-    "fractal.r2",
-    *(
-        f"texture.{scale}.{name}"
-        for scale in ("fine", "coarse")
-        for name in ("contrast", "homogeneity", "energy", "correlation", "entropy")
-    ),
-    "color.lightness_mean",
-    "color.lightness_std",
-    "color.chroma_mean",
-    "color.colorfulness",
-    "color.warm_fraction",
-    "complexity.entropy_bits",
-    "complexity.edge_density",
-    "complexity.compression_ratio",
-}
+from helpers import (
+    ADMIN,
+    SAMPLE_PHOTOS,
+    STABLE_KEYS,
+    jpeg_bytes,
+    upload,
+    wait_for_job,
+)
 
 
 def test_upload_photos_and_a_non_image_runs_the_job_to_the_end(client, data_dir):

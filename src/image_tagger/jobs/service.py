@@ -97,17 +97,18 @@ def claim_next_item(
     return claimed
 
 
+def _held_by(item_id: int, owner: str) -> tuple:
+    """The item, only while ``owner`` holds it: the fence of every item update."""
+    return (I.id == item_id, I.lease_owner == owner, I.status == ItemStatus.RUNNING)
+
+
 def renew_lease(
     session: Session, item_id: int, *, owner: str, lease_seconds: float
 ) -> bool:
     """Extend ``owner``'s lease on a running item; False if it was lost."""
     result = session.execute(
         update(ITEMS)
-        .where(
-            I.id == item_id,
-            I.lease_owner == owner,
-            I.status == ItemStatus.RUNNING,
-        )
+        .where(*_held_by(item_id, owner))
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
     )
     return result.rowcount == 1
@@ -160,11 +161,7 @@ def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> 
     """Give a running item back to the queue for another attempt."""
     result = session.execute(
         update(ITEMS)
-        .where(
-            I.id == item_id,
-            I.lease_owner == owner,
-            I.status == ItemStatus.RUNNING,
-        )
+        .where(*_held_by(item_id, owner))
         .values(
             status=ItemStatus.PENDING,
             lease_owner=None,
@@ -187,11 +184,7 @@ def _finish_item(
     now = utcnow()
     result = session.execute(
         update(ITEMS)
-        .where(
-            I.id == item_id,
-            I.lease_owner == owner,
-            I.status == ItemStatus.RUNNING,
-        )
+        .where(*_held_by(item_id, owner))
         .values(
             status=status,
             lease_owner=None,
