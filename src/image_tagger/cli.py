@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -28,10 +29,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-token_app = typer.Typer(help="Create and list API tokens.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Create, list and revoke API tokens.", no_args_is_help=True
+)
 app.add_typer(token_app, name="token")
 
-console = Console()
+# Tables stay readable when the output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 SUMMARY_METRICS = ("fractal.dimension", "color.colorfulness", "complexity.entropy_bits")
@@ -46,13 +50,19 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _prepare() -> None:
-    """Settings, logging, directories and an up-to-date schema."""
+def _prepare(*, runs_jobs: bool = False) -> None:
+    """Settings, logging, directories and an up-to-date schema.
+
+    ``runs_jobs``: the command dispatches jobs, so its queue must be available.
+    """
     from image_tagger.images.formats import apply_pixel_limit
     from image_tagger.logging import configure_logging
     from image_tagger.migrations import upgrade_database
 
     settings = _settings()
+    if runs_jobs and settings.unavailable_queue():
+        err.print(settings.unavailable_queue())
+        raise typer.Exit(2)
     apply_pixel_limit(settings.max_image_pixels)
     configure_logging(
         level=os.environ.get("IMAGE_TAGGER_LOG_LEVEL", "WARNING"),
@@ -75,7 +85,7 @@ def serve(
     if port:
         os.environ["IMAGE_TAGGER_PORT"] = str(port)
     reset_settings()
-    _prepare()
+    _prepare(runs_jobs=True)
     settings = get_settings()
     _require_free_port(settings.host, settings.port)
     uvicorn.run(
@@ -104,7 +114,10 @@ def _require_free_port(host: str, port: int) -> None:
 def migrate() -> None:
     """Bring the database schema up to date."""
     _prepare()
-    console.print(f"database is up to date: {get_settings().sqlalchemy_url}")
+    console.print(
+        f"database schema is up to date (created if it was new): "
+        f"{get_settings().sqlalchemy_url}"
+    )
 
 
 @app.command()
@@ -116,14 +129,8 @@ def ingest(
     from image_tagger.uploads.service import receive_upload
     from image_tagger.uploads.storage import stage_path
 
-    _prepare()
+    _prepare(runs_jobs=True)
     settings = get_settings()
-    if settings.queue not in ("inprocess", "none"):
-        err.print(
-            f"IMAGE_TAGGER_QUEUE={settings.queue!r} is not available in this version; "
-            "use 'inprocess' or 'none'"
-        )
-        raise typer.Exit(2)
     files = _expand(paths)
     if not files:
         err.print("no files found; give image files or folders that hold them")
@@ -152,8 +159,9 @@ def ingest(
     if settings.queue == "none" or not wait:
         console.print(
             f"job {job_id} recorded; a server on this data directory with "
-            "IMAGE_TAGGER_QUEUE=inprocess picks it up, or run it with: "
-            f"python -m scripts.run_upload_job {job_id}"
+            "IMAGE_TAGGER_QUEUE=inprocess picks it up, or run it from the "
+            f"repository root with: {sys.executable} -m scripts.run_upload_job "
+            f"{job_id}"
         )
         return
     status = _run_and_watch(job_id)

@@ -51,8 +51,13 @@ class Settings(BaseSettings):
     vlm_concurrency: int = Field(default=4, ge=1)
     vlm_rpm: int | None = Field(default=None, ge=1)
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("data_dir")
     @classmethod
@@ -72,6 +77,15 @@ class Settings(BaseSettings):
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    def unavailable_queue(self) -> str | None:
+        """Why the configured queue cannot run in this version, or None."""
+        if self.queue in ("inprocess", "none"):
+            return None
+        return (
+            f"IMAGE_TAGGER_QUEUE={self.queue!r} is not available in this version; "
+            "use 'inprocess' or 'none'"
+        )
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.images_dir, self.tmp_dir):

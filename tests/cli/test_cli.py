@@ -43,7 +43,7 @@ def test_ingest_with_record_only_queue_leaves_the_job_for_a_worker(data_dir, tmp
     result = _cli(data_dir, "ingest", str(photo), IMAGE_TAGGER_QUEUE="none")
 
     assert result.returncode == 0, result.stderr
-    assert "python -m scripts.run_upload_job 1" in result.stdout.replace("\n", " ")
+    assert "-m scripts.run_upload_job 1" in result.stdout
 
 
 def test_analyze_json_prints_one_line_per_file(data_dir, tmp_path):
@@ -106,6 +106,23 @@ def test_bad_settings_are_named_without_a_traceback(data_dir):
     assert result.returncode == 2
     assert "IMAGE_TAGGER_AUTH_MODE='Header'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_and_ingest_refuse_a_queue_this_version_lacks(data_dir, tmp_path):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(6))
+    for args in (("serve",), ("ingest", str(photo))):
+        result = _cli(data_dir, *args, IMAGE_TAGGER_QUEUE="celery")
+        assert result.returncode == 2
+        assert "IMAGE_TAGGER_QUEUE='celery' is not available" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert list((data_dir / "images").iterdir()) == []
+
+
+def test_a_bad_log_level_is_a_settings_error(data_dir):
+    result = _cli(data_dir, "migrate", IMAGE_TAGGER_LOG_LEVEL="verbose")
+    assert result.returncode == 2
+    assert "IMAGE_TAGGER_LOG_LEVEL='VERBOSE'" in result.stderr
 
 
 def test_serve_refuses_a_port_in_use_before_touching_jobs(data_dir):

@@ -61,7 +61,8 @@ def current_principal(
             )
         if role not in ROLES:
             raise HTTPException(
-                status.HTTP_403_FORBIDDEN, detail=f"unknown role {role!r}"
+                status.HTTP_403_FORBIDDEN,
+                detail=f"unknown role {role!r}; roles are {', '.join(ROLES)}",
             )
         return Principal(role=role, name=f"header:{role}")
 

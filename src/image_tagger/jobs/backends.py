@@ -224,7 +224,4 @@ def create_backend(settings: Settings) -> JobBackend:
         return InProcessBackend(settings)
     if settings.queue == "none":
         return RecordOnlyBackend()
-    raise ValueError(
-        f"IMAGE_TAGGER_QUEUE={settings.queue!r} is not available in this version; "
-        "use 'inprocess' or 'none'"
-    )
+    raise ValueError(settings.unavailable_queue())

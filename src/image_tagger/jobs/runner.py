@@ -81,6 +81,7 @@ def run_upload_job(
         )
 
     processed = 0
+    waiting = False
     while not stop.is_set():
         started = time.perf_counter()
         with session_scope(write=True) as session:
@@ -95,12 +96,22 @@ def run_upload_job(
         if work is None:
             if not until_final or _settled(job_id):
                 break
+            if not waiting:
+                log.info(
+                    "runner.waiting",
+                    job_id=job_id,
+                    detail="the items left are held by other runners; waiting for "
+                    "them to finish, or for their leases to expire "
+                    f"(at most {settings.lease_seconds:g} s) to take them over",
+                )
+                waiting = True
             stop.wait(min(1.0, settings.lease_seconds / 3))
             with session_scope(write=True) as session:
                 service.recover_expired_leases(
                     session, max_attempts=settings.max_attempts, job_id=job_id
                 )
             continue
+        waiting = False
         _process_item(
             work, owner=owner, pipeline=pipeline, settings=settings, started=started
         )

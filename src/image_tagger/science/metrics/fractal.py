@@ -228,9 +228,9 @@ def box_counting_dimension(
         )
     if sizes.size < 3:
         raise InsufficientDataError(
-            f"a {mask.shape[0]}x{mask.shape[1]} image is too small for box counting: "
-            f"it allows {sizes.size} box sizes (powers of two from {min_box} px to a "
-            "quarter of the shorter side) where 3 are needed"
+            f"the image ({mask.shape[1]}x{mask.shape[0]} px at analysis size) is too "
+            f"small for box counting: box sizes allowed: {sizes.size} (powers of "
+            f"two from {min_box} px to a quarter of the shorter side), needed: 3"
         )
     if not mask.any():
         raise InsufficientDataError("the set is empty: no edges in the image")
