@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from image_tagger.jobs.pool import ComputePool
 from image_tagger.jobs.runner import run_upload_job
 from image_tagger.logging import configure_logging
 from image_tagger.settings import get_settings
@@ -20,7 +21,17 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    outcome = run_upload_job(args.job_id)
+    # One analysis process: each image gets the time limit and a crash stays
+    # with its image, as in the server.
+    pool = ComputePool(
+        1,
+        max_pixels=settings.max_image_pixels,
+        timeout_seconds=settings.item_timeout_seconds,
+    )
+    try:
+        outcome = run_upload_job(args.job_id, executor=pool, settings=settings)
+    finally:
+        pool.shutdown()
     if outcome.status is None:
         print(f"no job {args.job_id}", file=sys.stderr)
         return 2

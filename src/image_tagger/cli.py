@@ -335,7 +335,9 @@ def token_create(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="The id shown by 'token list'")],
+    token_id: Annotated[
+        int, typer.Argument(help="The id shown by 'token list'", min=1, max=2**63 - 1)
+    ],
 ) -> None:
     """Revoke a token: it stops working at once."""
     from image_tagger.auth.service import revoke_token

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0)
     recovery_interval_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    item_timeout_seconds: float = Field(default=300.0, gt=0)
 
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_files_per_upload: int = Field(default=500, gt=0)

@@ -121,3 +121,12 @@ def test_header_mode_refuses_two_role_headers(client):
     )
     assert response.status_code == 400
     assert "more than one X-User-Role" in response.json()["detail"]
+
+
+def test_token_mode_refuses_two_authorization_headers(token_client):
+    admin = _token("admin")
+    response = token_client.get(
+        "/api/v1/admin/upload/jobs",
+        headers=[("Authorization", f"Bearer {admin}"), ("Authorization", "Bearer x")],
+    )
+    assert response.status_code == 400

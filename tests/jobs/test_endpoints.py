@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 from helpers import ADMIN, jpeg_bytes, upload, wait_for_job
+from PIL import Image
 
 
 def test_job_list_is_newest_first_with_counts_by_status(client):
@@ -70,6 +73,7 @@ def test_stored_files_are_served_with_their_image_type(client):
     photo = jpeg_bytes(30)
     body = upload(client, [("p.jpg", photo)]).json()
     image_id = body["image_ids"][0]
+    wait_for_job(client, body["job_id"])
 
     response = client.get(f"/api/v1/admin/images/{image_id}/file", headers=ADMIN)
     assert response.content == photo
@@ -78,6 +82,8 @@ def test_stored_files_are_served_with_their_image_type(client):
     thumb = client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)
     assert thumb.headers["content-type"] == "image/jpeg"
     assert thumb.content[:2] == b"\xff\xd8"
+    with Image.open(io.BytesIO(thumb.content)) as small:
+        assert small.size == (256, 192)
 
 
 def test_ids_and_offsets_past_64_bits_are_a_422(client):
@@ -95,9 +101,9 @@ def test_ids_and_offsets_past_64_bits_are_a_422(client):
 def test_concurrent_first_thumbnails_are_all_whole(client):
     from concurrent.futures import ThreadPoolExecutor
 
-    image_id = upload(client, [("t.jpg", jpeg_bytes(43, size=(1200, 900)))]).json()[
-        "image_ids"
-    ][0]
+    body = upload(client, [("t.jpg", jpeg_bytes(43, size=(1200, 900)))]).json()
+    image_id = body["image_ids"][0]
+    wait_for_job(client, body["job_id"])
 
     def fetch(_):
         return client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)

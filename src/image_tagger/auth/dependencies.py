@@ -66,6 +66,11 @@ def current_principal(
             )
         return Principal(role=role, name=f"header:{role}")
 
+    if len(request.headers.getlist("Authorization")) > 1:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="more than one Authorization header; send exactly one",
+        )
     token = credentials.credentials.strip() if credentials else ""
     if not token:
         raise _unauthorized(

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
-from pathlib import Path
-
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
-from PIL import Image as PILImage
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from image_tagger.auth.dependencies import AdminPrincipal
 from image_tagger.db import session_scope
 from image_tagger.http import RowId
-from image_tagger.images.decode import ImageDecodeError, load_analysis_image
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.schemas import AnalysisOut, ImageOut
+from image_tagger.images.thumbnails import thumbnail_path
 from image_tagger.settings import get_settings
 
 router = APIRouter(prefix="/api/v1/admin/images", tags=["images"])
 
-THUMBNAIL_SIDE = 256
 # Stored files are data, never a page: no sniffing, no scripts, no framing.
 FILE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -95,29 +87,13 @@ def get_image_file(image_id: RowId, _: AdminPrincipal) -> FileResponse:
 
 
 @router.get("/{image_id}/thumbnail", response_class=FileResponse)
-async def get_image_thumbnail(image_id: RowId, _: AdminPrincipal) -> FileResponse:
-    """A JPEG of at most 256 px on the long side, made once and kept."""
-    image, _analysis = await run_in_threadpool(_load, image_id)
-    settings = get_settings()
-    thumb = settings.data_dir / "thumbnails" / f"{image.sha256}.jpg"
+def get_image_thumbnail(image_id: RowId, _: AdminPrincipal) -> FileResponse:
+    """A JPEG of at most 256 px, made when the image is analysed."""
+    image, _analysis = _load(image_id)
+    thumb = thumbnail_path(get_settings().data_dir, image.sha256)
     if not thumb.is_file():
-        source = settings.data_dir / image.storage_path
-        try:
-            await run_in_threadpool(_make_thumbnail, source, thumb)
-        except ImageDecodeError as exc:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"no thumbnail: {exc}",
-            ) from exc
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail="no thumbnail yet: it is made when the image is analysed",
+        )
     return FileResponse(thumb, media_type="image/jpeg", headers=FILE_HEADERS)
-
-
-def _make_thumbnail(source: Path, target: Path) -> None:
-    pixels = load_analysis_image(source, max_side=THUMBNAIL_SIDE)
-    buffer = io.BytesIO()
-    PILImage.fromarray(pixels).save(buffer, format="JPEG", quality=85)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(partial, target)

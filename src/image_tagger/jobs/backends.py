@@ -7,19 +7,16 @@ responsive. ``none`` only records jobs, for ``python -m scripts.run_upload_job``
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import threading
-import time
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import structlog
 
 from image_tagger.db import session_scope
 from image_tagger.jobs import service
+from image_tagger.jobs.pool import ComputePool
 from image_tagger.jobs.runner import run_upload_job
 from image_tagger.settings import Settings
 
@@ -60,66 +57,7 @@ class RecordOnlyBackend:
         return {"backend": self.name, "ok": True}
 
 
-def _init_analysis_process(max_pixels: int) -> None:
-    """Ready an analysis process: one thread each, the pixel limit, a watchdog."""
-    import cv2
-    import pillow_heif
-
-    import image_tagger.science.compute  # noqa: F401  (loaded before any item)
-    from image_tagger.images.formats import apply_pixel_limit
-
-    cv2.setNumThreads(1)
-    pillow_heif.options.DECODE_THREADS = 1
-    apply_pixel_limit(max_pixels)
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-
-
-def _exit_with(parent: int) -> None:
-    """End this process when its parent is gone (a server killed with SIGKILL)."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
-
-
-def _ready() -> bool:
-    return True
-
-
-class ComputePool:
-    """A process pool for the pixel work that replaces itself if a child dies."""
-
-    def __init__(self, processes: int, *, max_pixels: int) -> None:
-        self.processes = processes
-        self.max_pixels = max_pixels
-        self._lock = threading.Lock()
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=context,
-            initializer=_init_analysis_process,
-            initargs=(self.max_pixels,),
-        )
-
-    def warm_up(self) -> None:
-        """Start every process now, so the first items do not wait for them."""
-        for _ in range(self.processes):
-            self.submit(_ready)
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        with self._lock:
-            try:
-                return self._pool.submit(fn, *args, **kwargs)
-            except BrokenProcessPool:
-                log.warning("pool.replaced", reason="a worker process died")
-                self._pool = self._new_pool()
-                return self._pool.submit(fn, *args, **kwargs)
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class InProcessBackend:
@@ -136,9 +74,14 @@ class InProcessBackend:
         self._runners = ThreadPoolExecutor(
             max_workers=self.runners, thread_name_prefix="runner"
         )
-        self._pool = ComputePool(settings.workers, max_pixels=settings.max_image_pixels)
+        self._pool = ComputePool(
+            settings.workers,
+            max_pixels=settings.max_image_pixels,
+            timeout_seconds=settings.item_timeout_seconds,
+        )
         self._active: Counter[int] = Counter()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -176,6 +119,7 @@ class InProcessBackend:
                 self._active[job_id] -= 1
                 if self._active[job_id] <= 0:
                     del self._active[job_id]
+                self._idle.notify_all()
 
     def sweep(self) -> None:
         """Requeue items whose lease expired; dispatch jobs no runner here serves."""
@@ -202,11 +146,18 @@ class InProcessBackend:
         with self._lock:
             return not self._active
 
-    def shutdown(self) -> None:
-        """Start no new item; wait for the items in hand to be recorded."""
+    def shutdown(self, *, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Start no new item; give the items in hand a moment, then stop.
+
+        Items still being analysed after ``grace_seconds`` go back to pending
+        (their analysis process is stopped) and run again at the next start.
+        """
         self._stop.set()
-        self._runners.shutdown(wait=True, cancel_futures=True)
+        self._runners.shutdown(wait=False, cancel_futures=True)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._active, timeout=grace_seconds)
         self._pool.shutdown()
+        self._runners.shutdown(wait=True)
 
     def health(self) -> dict:
         with self._lock:

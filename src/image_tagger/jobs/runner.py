@@ -12,18 +12,19 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import Executor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import CancelledError, Executor
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from pebble import ProcessExpired
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from image_tagger.db import session_scope
 from image_tagger.images.decode import ImageDecodeError
 from image_tagger.images.models import Image, ImageAnalysis
+from image_tagger.images.thumbnails import thumbnail_path
 from image_tagger.jobs import service
 from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJobItem
 from image_tagger.science.pipeline import (
@@ -136,6 +137,7 @@ class _Work:
     job_id: int
     image_id: int
     path: Path
+    thumbnail: Path
     analysed_by: str | None  # the version of an existing analysis, if any
 
 
@@ -158,7 +160,7 @@ def _claim(
     )
     if item_id is None:
         return None
-    image_id, storage_path, analysed_by = session.execute(
+    image_id, sha256, storage_path, analysed_by = session.execute(
         _ITEM_IMAGE, {"item_id": item_id, "version": pipeline.version}
     ).one()
     return _Work(
@@ -166,13 +168,14 @@ def _claim(
         job_id=job_id,
         image_id=image_id,
         path=settings.data_dir / storage_path,
+        thumbnail=thumbnail_path(settings.data_dir, sha256),
         analysed_by=analysed_by,
     )
 
 
 # An item's image, and the version of its analysis by this pipeline if any.
 _ITEM_IMAGE = (
-    select(Image.id, Image.storage_path, ImageAnalysis.pipeline_version)
+    select(Image.id, Image.sha256, Image.storage_path, ImageAnalysis.pipeline_version)
     .join(UploadJobItem, UploadJobItem.image_id == Image.id)
     .outerjoin(
         ImageAnalysis,
@@ -202,19 +205,28 @@ def _process_item(
 
     try:
         with LeaseHeartbeat(item_id, owner=owner, lease_seconds=settings.lease_seconds):
-            result = pipeline.compute(work.path)
+            result = pipeline.compute(work.path, thumbnail=work.thumbnail)
     except ImageDecodeError as exc:
         _fail(item_id, job_id, owner=owner, reason=str(exc), started=started)
         return
-    except BrokenProcessPool:
+    except TimeoutError:
+        reason = (
+            f"analysis took longer than {settings.item_timeout_seconds:g} s and was "
+            "stopped (set IMAGE_TAGGER_ITEM_TIMEOUT_SECONDS to allow more)"
+        )
+        _fail(item_id, job_id, owner=owner, reason=reason, started=started)
+        return
+    except ProcessExpired as exc:
         _retry_or_fail(
             item_id,
             job_id,
             owner=owner,
             settings=settings,
-            reason="an analysis process crashed while this image was being analysed "
-            "(the cause may have been another image)",
+            reason=f"the analysis process died on this image (exit {exc.exitcode})",
         )
+        return
+    except CancelledError:
+        _release(item_id, job_id, owner=owner, reason="the service stopped; retrying")
         return
     except Exception as exc:
         log.exception("item.error", job_id=job_id, item_id=item_id)
@@ -274,6 +286,12 @@ def _fail(
             session, item_id, job_id=job_id, owner=owner, reason=reason, seconds=seconds
         ):
             log.warning("item.failed", job_id=job_id, item_id=item_id, reason=reason)
+
+
+def _release(item_id: int, job_id: int, *, owner: str, reason: str) -> None:
+    with session_scope(write=True) as session:
+        service.release_item(session, item_id, owner=owner, reason=reason)
+    log.info("item.released", job_id=job_id, item_id=item_id, reason=reason)
 
 
 def _retry_or_fail(

@@ -19,8 +19,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from image_tagger.db import utcnow
+from image_tagger.images.decode import load_analysis_image
 from image_tagger.images.models import Image, ImageAnalysis
-from image_tagger.science.compute import PIPELINE_PARAMS, analyze_file
+from image_tagger.images.thumbnails import thumbnail_path, write_thumbnail
+from image_tagger.science.compute import (
+    PIPELINE_PARAMS,
+    MetricsResult,
+    compute_metrics,
+)
 from image_tagger.settings import get_settings
 
 PIPELINE_VERSION = "1"
@@ -46,6 +52,14 @@ class PipelineResult:
     seconds: float = 0.0
 
 
+def decode_and_measure(path: Path, thumbnail: Path | None = None) -> MetricsResult:
+    """Decode once; every metric, and the thumbnail if asked (runs in a pool)."""
+    pixels = load_analysis_image(path)
+    if thumbnail is not None:
+        write_thumbnail(pixels, thumbnail)
+    return compute_metrics(pixels)
+
+
 class SciencePipeline:
     """Runs the analyzers of ``config`` on images and stores their results."""
 
@@ -66,16 +80,21 @@ class SciencePipeline:
     def parameters(self) -> dict[str, Any]:
         return {"metrics": PIPELINE_PARAMS if self.config.run_metrics else None}
 
-    def compute(self, path: Path) -> PipelineResult:
-        """Every enabled analyzer on the file at ``path``; nothing is stored."""
+    def compute(self, path: Path, *, thumbnail: Path | None = None) -> PipelineResult:
+        """Every enabled analyzer on the file at ``path``; nothing is stored.
+
+        With ``thumbnail``, a thumbnail is written there from the same decode.
+        """
         started = time.perf_counter()
         result = PipelineResult()
 
         if self.config.run_metrics:
             if self.executor is None:
-                metrics = analyze_file(path)
+                metrics = decode_and_measure(path, thumbnail)
             else:
-                metrics = self.executor.submit(analyze_file, path).result()
+                metrics = self.executor.submit(
+                    decode_and_measure, path, thumbnail
+                ).result()
             result.metrics = metrics.metrics
             result.metric_notes = metrics.notes
 
@@ -122,8 +141,12 @@ class SciencePipeline:
 
     def analyze(self, image: Image) -> ImageAnalysis:
         """Compute and store every enabled analyzer for ``image``."""
-        path = get_settings().data_dir / image.storage_path
-        analysis_id = self.store(image.id, self.compute(path))
+        data_dir = get_settings().data_dir
+        result = self.compute(
+            data_dir / image.storage_path,
+            thumbnail=thumbnail_path(data_dir, image.sha256),
+        )
+        analysis_id = self.store(image.id, result)
         return self._require_db().get(
             ImageAnalysis, analysis_id, populate_existing=True
         )

@@ -6,6 +6,7 @@ bytes arrive (hashed and counted on the way); nothing is held whole in memory.
 
 from __future__ import annotations
 
+import errno
 from email.message import Message
 from pathlib import Path
 
@@ -129,6 +130,15 @@ async def receive_files(
                 "to raise the limit"
             ),
         ) from None
+    except OSError as exc:
+        receiver.discard_all()
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise HTTPException(
+            status.HTTP_507_INSUFFICIENT_STORAGE,
+            detail=f"the server could not store the upload ({exc.strerror}); "
+            "nothing was stored: free space in the data directory and send it again",
+        ) from exc
     except IncompleteBody:
         receiver.discard_all()
         raise HTTPException(

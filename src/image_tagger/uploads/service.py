@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from image_tagger.db import session_scope, utcnow
 from image_tagger.images.models import Image
 from image_tagger.jobs.models import ItemStatus, JobStatus, UploadJob, UploadJobItem
-from image_tagger.jobs.service import finish_job_if_done
+from image_tagger.jobs.service import finish_job_if_done, refresh_error_summary
 from image_tagger.settings import Settings
 from image_tagger.uploads.storage import StagedFile, store
 from image_tagger.uploads.validation import (
@@ -198,21 +198,15 @@ def _item_for(job: UploadJob, verdict: FileVerdict) -> UploadJobItem:
 
 
 def _count_items(session: Session, job: UploadJob) -> None:
+    """Counters of a new job: its items, and those rejected at upload."""
     items = session.scalars(
-        select(UploadJobItem).where(UploadJobItem.job_id == job.id)
+        select(UploadJobItem.status).where(UploadJobItem.job_id == job.id)
     ).all()
     job.total_items = len(items)
-    job.failed_items = sum(item.status == ItemStatus.FAILED for item in items)
-    if job.failed_items:
-        job.error_summary = _rejection_summary(items)
+    job.failed_items = sum(status == ItemStatus.FAILED for status in items)
     session.flush()
-
-
-def _rejection_summary(items: list[UploadJobItem]) -> str:
-    failed = [item for item in items if item.status == ItemStatus.FAILED]
-    first = failed[0]
-    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-    return f"{first.filename}: {first.error_message}{more}"
+    if job.failed_items:
+        refresh_error_summary(session, job.id)
 
 
 def _image_by_sha(session: Session, sha256: str) -> Image | None:

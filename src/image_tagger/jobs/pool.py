@@ -1,0 +1,76 @@
+"""The analysis processes: pixel work off the API's interpreter, with a time limit.
+
+Built on pebble's process pool, which can end one stuck or crashed task by
+replacing only the process that ran it: a hostile image that takes forever is
+stopped after ``IMAGE_TAGGER_ITEM_TIMEOUT_SECONDS`` and fails alone.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future
+
+from pebble import ProcessPool
+
+
+def _init_analysis_process(max_pixels: int) -> None:
+    """Ready an analysis process: one thread each, the pixel limit, a watchdog."""
+    import cv2
+    import pillow_heif
+
+    import image_tagger.science.pipeline  # noqa: F401  (loaded before any item)
+    from image_tagger.images.formats import apply_pixel_limit
+
+    cv2.setNumThreads(1)
+    pillow_heif.options.DECODE_THREADS = 1
+    apply_pixel_limit(max_pixels)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this process when its parent is gone (a server killed with SIGKILL)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _ready() -> bool:
+    return True
+
+
+class ComputePool:
+    """Analysis processes, one per core by default; each task has a time limit.
+
+    ``submit(fn, *args).result()`` raises ``TimeoutError`` when the task ran
+    past ``timeout_seconds`` (its process is replaced) and
+    ``pebble.ProcessExpired`` when its process died.
+    """
+
+    def __init__(
+        self, processes: int, *, max_pixels: int, timeout_seconds: float
+    ) -> None:
+        self.processes = processes
+        self.timeout_seconds = timeout_seconds
+        self._pool = ProcessPool(
+            max_workers=processes,
+            initializer=_init_analysis_process,
+            initargs=(max_pixels,),
+            context=multiprocessing.get_context("spawn"),
+        )
+
+    def warm_up(self) -> None:
+        """Start every process now, so the first items do not wait for them."""
+        for _ in range(self.processes):
+            self._pool.schedule(_ready)
+
+    def submit(self, fn, /, *args) -> Future:
+        return self._pool.schedule(fn, args=args, timeout=self.timeout_seconds)
+
+    def shutdown(self) -> None:
+        """Stop now: tasks in flight end with an error, their items are retried."""
+        self._pool.stop()
+        self._pool.join()
