@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import ServerProcess, child_env  # noqa: E402
 
-from image_tagger.science.compute import analyze_file  # noqa: E402
+from image_tagger.science.pipeline import decode_and_measure  # noqa: E402
 
 PHOTOS = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
 COPIES = 8  # each sample photo at several qualities: distinct bytes, same scene
@@ -55,10 +55,12 @@ def main() -> None:
 
         # One core, as each analysis process of the server runs.
         cv2.setNumThreads(1)
-        analyze_file(files[0])  # warm imports and caches
+        # The same work per image as the server: decode, metrics, thumbnail.
+        thumbnail = folder / "thumbnail.jpg"
+        decode_and_measure(files[0], thumbnail)  # warm imports and caches
         started = time.perf_counter()
         for path in files[1:]:
-            analyze_file(path)
+            decode_and_measure(path, thumbnail)
         baseline = time.perf_counter() - started
 
         env = child_env(
