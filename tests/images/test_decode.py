@@ -425,3 +425,13 @@ def linear_rgb_profile() -> bytes:
     header += s15fixed16(0.9642) + s15fixed16(1.0) + s15fixed16(0.8249)
     header += bytes(4 + 16 + 28)
     return header + body
+
+
+def test_an_oversized_png_metadata_chunk_is_named_not_called_corrupt(tmp_path):
+    # Pillow refuses PNG text and ICC chunks past PngImagePlugin.MAX_TEXT_CHUNK
+    # (1 MB decompressed), a guard against zlib bombs.
+    path = tmp_path / "big-icc.png"
+    Image.new("RGB", (8, 8)).save(path, icc_profile=bytes(2_000_000))
+
+    with pytest.raises(ImageDecodeError, match="metadata chunk"):
+        open_image_header(path)

@@ -95,6 +95,10 @@ def open_image_header(
             raise ImageTooLargeError(_too_large_message(exc)) from exc
         except UnidentifiedImageError as exc:
             raise ImageDecodeError(_UNIDENTIFIED) from exc
+        except ValueError as exc:
+            if "MAX_TEXT_CHUNK" in str(exc):
+                raise ImageDecodeError(_OVERSIZED_CHUNK) from exc
+            raise ImageDecodeError(f"the image header is corrupt: {exc}") from exc
         except Exception as exc:
             raise ImageDecodeError(f"the image header is corrupt: {exc}") from exc
 
@@ -308,6 +312,12 @@ def _too_large_message(exc: Exception) -> str:
         "it may be a decompression bomb"
     )
 
+
+_OVERSIZED_CHUNK = (
+    "a PNG metadata chunk (an ICC profile or text) is over 1 MB once "
+    "decompressed, more than this service accepts; save the image again "
+    "without it (or as JPEG)"
+)
 
 _UNIDENTIFIED = (
     "not an image, or an image format this service cannot read "
