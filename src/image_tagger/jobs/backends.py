@@ -100,7 +100,9 @@ class InProcessBackend:
         for _ in range(self.runners):
             with self._lock:
                 self._active[job_id] += 1
-            self._runners.submit(self._run, job_id)
+            future = self._runners.submit(self._run, job_id)
+            # Called when the runner ends, and also when it is cancelled unrun.
+            future.add_done_callback(lambda _future, job=job_id: self._ended(job))
 
     def _run(self, job_id: int) -> None:
         try:
@@ -114,12 +116,13 @@ class InProcessBackend:
                 )
         except Exception:
             log.exception("runner.crashed", job_id=job_id)
-        finally:
-            with self._lock:
-                self._active[job_id] -= 1
-                if self._active[job_id] <= 0:
-                    del self._active[job_id]
-                self._idle.notify_all()
+
+    def _ended(self, job_id: int) -> None:
+        with self._lock:
+            self._active[job_id] -= 1
+            if self._active[job_id] <= 0:
+                del self._active[job_id]
+            self._idle.notify_all()
 
     def sweep(self) -> None:
         """Requeue items whose lease expired; dispatch jobs no runner here serves."""
