@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -60,3 +61,54 @@ def test_an_item_past_the_time_limit_fails_with_the_setting_to_raise(
     ).json()
     assert "IMAGE_TAGGER_ITEM_TIMEOUT_SECONDS" in job["items"][0]["error_message"]
     assert job["items"][0]["attempts"] == 1
+
+
+def test_shutdown_cancels_the_tasks_in_flight():
+    from concurrent.futures import CancelledError
+
+    compute = ComputePool(1, max_pixels=10**8, timeout_seconds=60)
+    running = compute.submit(time.sleep, 30)
+    queued = compute.submit(time.sleep, 30)
+    time.sleep(1.0)
+
+    started = time.monotonic()
+    compute.shutdown()
+    for future in (running, queued):
+        with pytest.raises(CancelledError):
+            future.result(timeout=5)
+    assert time.monotonic() - started < 10
+
+
+class _StoppingPool:
+    """A pool shut down while its first task runs: the task is cancelled."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def submit(self, fn, /, *args):
+        from concurrent.futures import Future
+
+        self.stop.set()
+        future = Future()
+        future.cancel()
+        return future
+
+
+def test_an_item_cancelled_by_shutdown_goes_back_to_pending(record_only_client):
+    job_id = upload(record_only_client, [("a.jpg", jpeg_bytes(2))]).json()["job_id"]
+
+    stop = threading.Event()
+    outcome = run_upload_job(
+        job_id,
+        executor=_StoppingPool(stop),
+        stop=stop,
+        settings=get_settings(),
+        until_final=False,
+    )
+
+    assert outcome.status == "RUNNING"
+    item = record_only_client.get(
+        f"/api/v1/admin/upload/jobs/{job_id}", headers={"X-User-Role": "admin"}
+    ).json()["items"][0]
+    assert (item["status"], item["attempts"]) == ("PENDING", 1)
+    assert "the service stopped" in item["error_message"]

@@ -59,7 +59,7 @@ def test_upload_photos_and_a_non_image_runs_the_job_to_the_end(client, data_dir)
     assert list((data_dir / "tmp").iterdir()) == []
 
 
-def test_same_bytes_reuse_the_image_and_are_not_analysed_again(client):
+def test_same_bytes_reuse_the_image_and_are_not_analysed_again(client, data_dir):
     photo = jpeg_bytes(1)
     first = upload(client, [("a.jpg", photo), ("again.jpg", photo)]).json()
 
@@ -69,12 +69,19 @@ def test_same_bytes_reuse_the_image_and_are_not_analysed_again(client):
     job = wait_for_job(client, first["job_id"])
     assert job["total_items"] == 1 and job["status"] == "COMPLETED"
 
+    image_id = first["image_ids"][0]
+    thumbnails = list((data_dir / "thumbnails").rglob("*.jpg"))
+    assert len(thumbnails) == 1
+    thumbnails[0].unlink()  # lost, e.g. a folder cleaned by hand
+
     second = upload(client, [("b.jpg", photo)]).json()
     assert second["files"][0]["status"] == "duplicate"
     assert second["image_ids"] == first["image_ids"]
     job = wait_for_job(client, second["job_id"])
     assert job["status"] == "COMPLETED"
     assert "already analysed" in job["items"][0]["note"]
+    thumb = client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)
+    assert thumb.status_code == 200
 
 
 def test_type_is_decided_by_content_not_by_name(client):

@@ -55,6 +55,8 @@ class ComputePool:
     ) -> None:
         self.processes = processes
         self.timeout_seconds = timeout_seconds
+        self._in_flight: set[Future] = set()
+        self._lock = threading.Lock()
         self._pool = ProcessPool(
             max_workers=processes,
             initializer=_init_analysis_process,
@@ -68,9 +70,21 @@ class ComputePool:
             self._pool.schedule(_ready)
 
     def submit(self, fn, /, *args) -> Future:
-        return self._pool.schedule(fn, args=args, timeout=self.timeout_seconds)
+        future = self._pool.schedule(fn, args=args, timeout=self.timeout_seconds)
+        with self._lock:
+            self._in_flight.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
 
     def shutdown(self) -> None:
-        """Stop now: tasks in flight end with an error, their items are retried."""
+        """Stop now: tasks in flight are cancelled (CancelledError), workers end."""
+        with self._lock:
+            in_flight = list(self._in_flight)
+        for future in in_flight:
+            future.cancel()
         self._pool.stop()
         self._pool.join()

@@ -200,6 +200,10 @@ def _process_item(
             f"already analysed with pipeline version {work.analysed_by}; "
             "not analysed again"
         )
+        try:
+            pipeline.ensure_thumbnail(work.path, work.thumbnail)
+        except Exception:
+            log.warning("item.thumbnail_failed", job_id=job_id, item_id=item_id)
         _record(item_id, job_id, owner=owner, note=note, started=started)
         return
 

@@ -21,7 +21,11 @@ from sqlalchemy.orm import Session
 from image_tagger.db import utcnow
 from image_tagger.images.decode import load_analysis_image
 from image_tagger.images.models import Image, ImageAnalysis
-from image_tagger.images.thumbnails import thumbnail_path, write_thumbnail
+from image_tagger.images.thumbnails import (
+    THUMBNAIL_SIDE,
+    thumbnail_path,
+    write_thumbnail,
+)
 from image_tagger.science.compute import (
     PIPELINE_PARAMS,
     MetricsResult,
@@ -58,6 +62,11 @@ def decode_and_measure(path: Path, thumbnail: Path | None = None) -> MetricsResu
     if thumbnail is not None:
         write_thumbnail(pixels, thumbnail)
     return compute_metrics(pixels)
+
+
+def decode_for_thumbnail(path: Path, thumbnail: Path) -> None:
+    """Only the thumbnail, for an image analysed before without one."""
+    write_thumbnail(load_analysis_image(path, max_side=THUMBNAIL_SIDE), thumbnail)
 
 
 class SciencePipeline:
@@ -100,6 +109,15 @@ class SciencePipeline:
 
         result.seconds = time.perf_counter() - started
         return result
+
+    def ensure_thumbnail(self, path: Path, thumbnail: Path) -> None:
+        """Make the thumbnail of an already analysed image if it is missing."""
+        if thumbnail.exists():
+            return
+        if self.executor is None:
+            decode_for_thumbnail(path, thumbnail)
+        else:
+            self.executor.submit(decode_for_thumbnail, path, thumbnail).result()
 
     def store(self, image_id: int, result: PipelineResult) -> int:
         """Record ``result`` for the image; the same version replaces, never adds.
