@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/image-tagger migrate
-	$(BIN)/image-tagger serve
+	$(BIN)/image-tagger serve  # applies migrations, then serves
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -141,8 +141,3 @@ def session_scope(*, write: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def new_session(*, write: bool = False) -> Session:
-    """A bare session; the caller commits and closes it."""
-    return _sessionmaker(write=write)()

@@ -145,10 +145,6 @@ class InProcessBackend:
             except Exception:
                 log.exception("sweep.failed")
 
-    def is_idle(self) -> bool:
-        with self._lock:
-            return not self._active
-
     def shutdown(self, *, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Start no new item; give the items in hand a moment, then stop.
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -146,15 +145,6 @@ class SciencePipeline:
             statement.on_conflict_do_update(
                 index_elements=["image_id", "pipeline_version"], set_=values
             ).returning(ImageAnalysis.id)
-        )
-
-    def latest(self, image_id: int) -> ImageAnalysis | None:
-        """This version's analysis of the image, if there is one."""
-        return self._require_db().scalar(
-            select(ImageAnalysis).where(
-                ImageAnalysis.image_id == image_id,
-                ImageAnalysis.pipeline_version == self.version,
-            )
         )
 
     def analyze(self, image: Image) -> ImageAnalysis:

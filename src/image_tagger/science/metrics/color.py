@@ -8,6 +8,8 @@ observer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -394,31 +396,42 @@ def _check_plane(values: np.ndarray, name: str) -> None:
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
-    if (
-        not isinstance(rgb, np.ndarray)
-        or rgb.ndim != 3
-        or rgb.shape[2] != 3
-        or rgb.dtype != np.uint8
-    ):
-        raise ValueError(
-            f"rgb must be an (M, N, 3) uint8 array of sRGB pixels; got "
-            f"{_describe(rgb)}; decode images with "
-            "`image_tagger.images.decode.load_analysis_image`"
-        )
-    if rgb.size == 0:
-        raise ValueError(f"rgb is empty (shape {rgb.shape})")
+    _check_pixels(
+        rgb,
+        "rgb",
+        accepts=lambda dtype: dtype == np.uint8,
+        expected="uint8 array of sRGB pixels",
+        hint="decode images with `image_tagger.images.decode.load_analysis_image`",
+    )
 
 
 def _check_lab(lab: np.ndarray) -> None:
-    if (
-        not isinstance(lab, np.ndarray)
-        or lab.ndim != 3
-        or lab.shape[2] != 3
-        or not np.issubdtype(lab.dtype, np.floating)
+    _check_pixels(
+        lab,
+        "lab",
+        accepts=lambda dtype: np.issubdtype(dtype, np.floating),
+        expected="float array of CIELAB pixels",
+        hint="convert sRGB pixels with `rgb_to_lab`",
+    )
+
+
+def _check_pixels(
+    values: np.ndarray,
+    name: str,
+    *,
+    accepts: Callable[[np.dtype], bool],
+    expected: str,
+    hint: str,
+) -> None:
+    """An (M, N, 3) array of an accepted type, not empty; else a ValueError."""
+    if not (
+        isinstance(values, np.ndarray)
+        and values.ndim == 3
+        and values.shape[2] == 3
+        and accepts(values.dtype)
     ):
         raise ValueError(
-            f"lab must be an (M, N, 3) float array of CIELAB pixels; got "
-            f"{_describe(lab)}; convert sRGB pixels with `rgb_to_lab`"
+            f"{name} must be an (M, N, 3) {expected}; got {_describe(values)}; {hint}"
         )
-    if lab.size == 0:
-        raise ValueError(f"lab is empty (shape {lab.shape})")
+    if values.size == 0:
+        raise ValueError(f"{name} is empty (shape {values.shape})")
