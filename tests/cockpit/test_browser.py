@@ -1,0 +1,208 @@
+"""The cockpit in a real browser against a real server: sign in with the printed
+link, upload through the page, watch the job finish, read metrics and reasons."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx2
+from helpers import ROOT, SAMPLE_PHOTOS, ServerProcess, child_env
+
+SCREENSHOTS = ROOT / "build" / "screenshots"
+JOB_TIMEOUT_MS = 120_000
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def assert_stayed_on_machine(page, base_url: str) -> None:
+    assert page.requests, "the page made no request at all"
+    assert page.watch.blocked == []
+    assert page.errors == []
+    for url in page.requests + page.watch.urls:
+        assert urlsplit(url).hostname == "127.0.0.1", url
+        assert url.startswith(base_url), url
+
+
+def create_token(server: ServerProcess, role: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "image_tagger.cli", "token", "create", "--role", role],
+        env=server.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def api(server: ServerProcess, token: str, path: str) -> dict:
+    response = httpx2.get(
+        f"{server.url}/api/v1/admin/{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
+    photos = SAMPLE_PHOTOS[:3]
+    not_an_image = tmp_path / "field-notes.jpg"
+    not_an_image.write_text("Site visit, north facade, 3 December.\n")
+    token = server.sign_in_link.split("#token=")[1]
+    page = page_for()
+
+    # Sign in with the printed link: the token leaves the address bar and is
+    # kept for this tab only.
+    page.goto(server.sign_in_link)
+    page.locator("#cockpit").wait_for(state="visible")
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('image-tagger.token')") == token
+    assert page.locator("#jobs-empty").is_visible()
+
+    page.set_input_files("#file-input", [*photos, not_an_image])
+    verdicts = page.locator(".upload-file .verdict")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.upload-file .verdict')]"
+        ".every(v => /^(accepted|duplicate|rejected)/.test(v.textContent))"
+    )
+    texts = verdicts.all_inner_texts()
+    assert texts[:3] == ["accepted"] * 3
+    assert texts[3].startswith("rejected: ")
+    assert [p.get_attribute("value") for p in page.locator(".upload-file progress").all()] == [
+        str(p.stat().st_size) for p in (*photos, not_an_image)
+    ]
+    job_row = page.locator("#jobs-table tbody tr").first
+    job_row.wait_for()
+    screenshot(page, "cockpit-during-job")
+
+    # The panel refreshes itself until the job is over; Refresh is never clicked.
+    job_row.locator(".badge", has_text="COMPLETED WITH ERRORS").wait_for(
+        timeout=JOB_TIMEOUT_MS
+    )
+    assert job_row.locator("progress").get_attribute("value") == "3"
+    assert "3/4" in job_row.inner_text()
+    job_id = int(job_row.locator("th").inner_text().lstrip("#"))
+    job = api(server, token, f"upload/jobs/{job_id}")
+    assert job["status"] == "COMPLETED_WITH_ERRORS"
+    assert job["error_summary"] in job_row.inner_text()
+    assert "refreshing" not in page.locator("#jobs-refresh-state").inner_text()
+    screenshot(page, "cockpit-after-job")
+
+    # The job: every item, the rejected file's reason, histograms per metric.
+    job_row.locator("th button").click()
+    items = page.locator("#items-table tbody tr")
+    items.nth(3).wait_for()
+    assert items.count() == 4
+    rejected = next(i for i in job["items"] if i["status"] == "FAILED")
+    assert rejected["filename"] == "field-notes.jpg"
+    assert rejected["error_message"] in items.nth(3).inner_text()
+    page.locator("#histogram-grid figure").first.wait_for()
+    photo = api(server, token, f"images/{job['items'][0]['image_id']}")
+    metrics = photo["analysis"]["metrics"]
+    figures = page.locator("#histogram-grid figure")
+    assert figures.count() == len(metrics)
+    fractal = page.locator('#histogram-grid figure[data-metric="fractal.dimension"]')
+    bars = fractal.locator("rect")
+    counted = sum(
+        int(re.search(r": (\d+) image", t).group(1))
+        for t in bars.locator("title").all_text_contents()
+    )
+    assert counted == 3
+
+    # A photo: its metrics as the API gives them.
+    items.nth(0).locator("button.filename").click()
+    detail = page.locator("#item")
+    detail.locator("table.metrics").wait_for()
+    shown = detail.locator("table.metrics tr", has_text="fractal.dimension")
+    value = float(shown.locator("td").inner_text())
+    assert abs(value - metrics["fractal.dimension"]) < 1e-3
+    assert detail.locator("table.metrics tbody tr").count() == len(metrics)
+    assert "No VLM results" in detail.inner_text()
+    assert fractal.locator("rect.current").count() == 1
+    screenshot(page, "cockpit-item-metrics")
+
+    # The rejected file: its reason.
+    items.nth(3).locator("button.filename").click()
+    detail.locator(".reason").wait_for()
+    assert detail.locator(".reason").inner_text() == rejected["error_message"]
+
+    # The cost ledger is not on this server yet: the panel says so.
+    assert "not available" in page.locator("#costs-body").inner_text()
+    assert_stayed_on_machine(page, server.url)
+
+
+def test_a_tagger_session_is_told_why_it_may_not_enter(server, page_for):
+    token = create_token(server, "tagger")
+    page = page_for()
+
+    page.goto(f"{server.url}/admin/#token={token}")
+    forbidden = page.locator("#forbidden")
+    forbidden.wait_for(state="visible")
+
+    text = forbidden.inner_text()
+    assert "403 Forbidden" in text
+    assert "this needs the admin role; your role is 'tagger'" in text
+    assert "image-tagger token create --role admin" in text
+    assert page.locator("#cockpit").is_hidden()
+    screenshot(page, "cockpit-tagger-403")
+    assert_stayed_on_machine(page, server.url)
+
+
+def test_no_token_asks_to_sign_in_and_a_pasted_token_works(server, page_for):
+    page = page_for(width=390, height=844)
+
+    page.goto(f"{server.url}/admin")
+    page.locator("#sign-in").wait_for(state="visible")
+    assert "missing bearer token" in page.locator("#sign-in-reason").inner_text()
+    page.fill("#token-input", "itk_wrong")
+    page.press("#token-input", "Enter")
+    page.wait_for_function(
+        "document.querySelector('#sign-in-reason').textContent.includes('invalid')"
+    )
+    page.fill("#token-input", server.sign_in_link.split("#token=")[1])
+    page.press("#token-input", "Enter")
+    page.locator("#cockpit").wait_for(state="visible")
+    assert page.locator("#jobs-empty").is_visible()
+    screenshot(page, "cockpit-phone-empty")
+    assert_stayed_on_machine(page, server.url)
+
+
+def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
+    server = ServerProcess(
+        child_env(tmp_path / "data", IMAGE_TAGGER_AUTH_MODE="header"),
+        log_path=tmp_path / "server.log",
+    )
+    server.start()
+    try:
+        # The proxy's header, as the browser's requests would carry it.
+        page = page_for(headers={"X-User-Role": "admin"})
+        page.goto(f"{server.url}/admin/")
+        page.locator("#cockpit").wait_for(state="visible")
+        assert "role header" in page.locator("#session-state").inner_text()
+
+        photo = SAMPLE_PHOTOS[0]
+        transfer = page.evaluate_handle(
+            """([name, bytes]) => {
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([new Uint8Array(bytes)], name,
+                                            {type: "image/jpeg"}));
+                return transfer;
+            }""",
+            [photo.name, list(photo.read_bytes())],
+        )
+        page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+        page.locator(".upload-file .verdict", has_text="accepted").wait_for()
+        page.locator("#jobs-table .badge", has_text="COMPLETED").wait_for(
+            timeout=JOB_TIMEOUT_MS
+        )
+        assert_stayed_on_machine(page, server.url)
+    finally:
+        server.stop()
