@@ -106,4 +106,3 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     process.sign_in_link = link.group(0)
     yield process
     process.stop()
-

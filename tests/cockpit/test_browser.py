@@ -76,9 +76,9 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
     texts = verdicts.all_inner_texts()
     assert texts[:3] == ["accepted"] * 3
     assert texts[3].startswith("rejected: ")
-    assert [p.get_attribute("value") for p in page.locator(".upload-file progress").all()] == [
-        str(p.stat().st_size) for p in (*photos, not_an_image)
-    ]
+    assert [
+        p.get_attribute("value") for p in page.locator(".upload-file progress").all()
+    ] == [str(p.stat().st_size) for p in (*photos, not_an_image)]
     job_row = page.locator("#jobs-table tbody tr").first
     job_row.wait_for()
     screenshot(page, "cockpit-during-job")
@@ -175,9 +175,57 @@ def test_no_token_asks_to_sign_in_and_a_pasted_token_works(server, page_for):
     assert_stayed_on_machine(page, server.url)
 
 
+def test_each_file_shows_its_own_progress_while_its_bytes_go_up(server, page_for):
+    photos = SAMPLE_PHOTOS[:3]
+    sizes = [p.stat().st_size for p in photos]
+    page = page_for()
+    page.goto(server.sign_in_link)
+    page.locator("#cockpit").wait_for(state="visible")
+    # Slow the upload down to about 600 KB/s so it is seen in flight.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": 600_000,
+        },
+    )
+    page.evaluate(
+        """() => {
+            window.samples = [];
+            setInterval(() => window.samples.push(
+                [...document.querySelectorAll('.upload-file progress')]
+                    .map(p => p.value)), 25);
+        }"""
+    )
+
+    page.set_input_files("#file-input", photos)
+    page.locator(".upload-file .verdict", has_text="accepted").nth(2).wait_for()
+
+    samples = [s for s in page.evaluate("window.samples") if len(s) == 3]
+    # Each file fills in turn: partly sent while the next has not started ...
+    assert any(0 < a < sizes[0] and b == 0 for a, b, _ in samples)
+    assert any(a == sizes[0] and 0 < b < sizes[1] and c == 0 for a, b, c in samples)
+    assert any(
+        a == sizes[0] and b == sizes[1] and 0 < c < sizes[2] for a, b, c in samples
+    )
+    # ... and a file never goes back.
+    for earlier, later in zip(samples, samples[1:], strict=False):
+        assert all(x <= y for x, y in zip(earlier, later, strict=True))
+    assert samples[-1] == sizes
+
+
 def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
+    # Jobs are only recorded here, so one stays PENDING until a worker runs it.
     server = ServerProcess(
-        child_env(tmp_path / "data", IMAGE_TAGGER_AUTH_MODE="header"),
+        child_env(
+            tmp_path / "data",
+            IMAGE_TAGGER_AUTH_MODE="header",
+            IMAGE_TAGGER_QUEUE="none",
+        ),
         log_path=tmp_path / "server.log",
     )
     server.start()
@@ -200,9 +248,41 @@ def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
         )
         page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
         page.locator(".upload-file .verdict", has_text="accepted").wait_for()
-        page.locator("#jobs-table .badge", has_text="COMPLETED").wait_for(
+
+        # Open the waiting job. Its events stream sends one event and ends; the
+        # drawer reloads the job, then polls while it is not over.
+        events = []
+
+        def one_event(route):
+            events.append(route.request.headers.get("x-user-role"))
+            route.fulfill(
+                status=200,
+                headers={"Content-Type": "text/event-stream"},
+                body=": keep-alive\n\nevent: item\ndata: {}\n\n",
+            )
+
+        page.route("**/upload/jobs/*/events", one_event)
+        page.locator("#jobs-table .badge", has_text="PENDING").wait_for()
+        page.locator("#jobs-table th button").first.click()
+        page.locator("#job-live", has_text="Refreshing every").wait_for()
+        assert events == ["admin"]
+
+        job_id = int(
+            page.locator("#jobs-table tbody th").first.inner_text().lstrip("#")
+        )
+        subprocess.run(
+            [sys.executable, "-m", "scripts.run_upload_job", str(job_id)],
+            env=server.env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=JOB_TIMEOUT_MS / 1000,
+        )
+        page.locator("#job-summary .badge", has_text="COMPLETED").wait_for(
             timeout=JOB_TIMEOUT_MS
         )
+        page.locator("#histogram-grid figure").first.wait_for()
+        assert page.locator("#job-live").inner_text() == "Finished"
         assert_stayed_on_machine(page, server.url)
     finally:
         server.stop()

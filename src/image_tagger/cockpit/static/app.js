@@ -582,12 +582,17 @@ function followJob(jobId) {
       pollJob(jobId);
       return;
     }
-    const reader = response.body.getReader();
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let pending = null;
+    let partial = "";
     for (;;) {
-      const { done } = await reader.read();
+      const { done, value } = await reader.read();
       if (done) break;
-      // Any event means something changed: reload the job, at most every 300 ms.
+      // An event (not a keep-alive comment) means an item changed: reload the
+      // job, at most every 300 ms.
+      const lines = (partial + value).split("\n");
+      partial = lines.pop();
+      if (!lines.some((line) => /^(data|event):/.test(line))) continue;
       if (!pending) {
         pending = setTimeout(() => {
           pending = null;
