@@ -136,6 +136,8 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
 
     # The cost ledger is not on this server yet: the panel says so.
     assert "not available" in page.locator("#costs-body").inner_text()
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "cockpit-phone-job")
     assert_stayed_on_machine(page, server.url)
 
 
@@ -286,3 +288,131 @@ def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
         assert_stayed_on_machine(page, server.url)
     finally:
         server.stop()
+
+
+COSTS = {
+    "currency": "USD",
+    "budget_usd": 5.0,
+    "spent_usd": 1.25,
+    "reserved_usd": 0.01,
+    "remaining_usd": 3.74,
+    "unpriced_calls": 1,
+    "by_day": [
+        {
+            "day": "2026-12-03",
+            "calls": 7,
+            "input_tokens": 9100,
+            "output_tokens": 1400,
+            "cost_usd": 1.25,
+        }
+    ],
+    "by_model": [
+        {
+            "provider": "openai",
+            "model": "gpt-test-vision",
+            "calls": 7,
+            "input_tokens": 9100,
+            "output_tokens": 1400,
+            "cost_usd": 1.25,
+        }
+    ],
+    "by_analyzer": [
+        {
+            "tool": "cognitive",
+            "calls": 4,
+            "input_tokens": 5200,
+            "output_tokens": 800,
+            "cost_usd": 0.75,
+        }
+    ],
+    "recent": [
+        {
+            "id": 7,
+            "created_at": "2026-12-03T10:00:00",
+            "tool": "patterns",
+            "provider": "openai",
+            "model": "gpt-test-vision",
+            "input_tokens": 1300,
+            "output_tokens": 200,
+            "cost_usd": None,
+            "latency_ms": 812.4,
+            "outcome": "error",
+            "error": "answer failed the schema twice",
+            "image_id": 1,
+            "job_id": 1,
+        }
+    ],
+}
+VLM = {
+    "cognitive": {
+        "status": "ok",
+        "model": "gpt-test-vision",
+        "result": {"coherence": 0.82, "mystery": 0.31},
+    },
+    "patterns": {
+        "status": "error",
+        "reason": "answer failed the schema twice",
+        "model": "gpt-test-vision",
+        "result": {
+            "patterns": {
+                "refuge": {
+                    "presence": 0.7,
+                    "confidence": 0.9,
+                    "evidence": "a low alcove under the stair",
+                }
+            }
+        },
+    },
+}
+
+
+def test_costs_and_vlm_results_as_their_endpoints_describe_them(server, page_for):
+    # The ledger endpoint and VLM results come from other parts of the API; the
+    # page is checked against their documented shapes, answered by the browser.
+    page = page_for()
+    page.route(
+        "**/api/v1/admin/costs",
+        lambda route: route.fulfill(status=200, json=COSTS),
+    )
+
+    def with_vlm(route):
+        image = route.fetch().json()
+        image["analysis"]["vlm"] = VLM
+        route.fulfill(status=200, json=image)
+
+    page.route(re.compile(r".*/api/v1/admin/images/\d+$"), with_vlm)
+    page.goto(server.sign_in_link)
+    page.locator("#cockpit").wait_for(state="visible")
+
+    costs = page.locator("#costs-body")
+    costs.locator("table").first.wait_for()
+    summary = costs.locator(".costs-summary").inner_text()
+    for text in ("$5.00", "$1.25", "$3.74", "25%"):
+        assert text in summary
+    assert "1 call has no known price" in costs.inner_text()
+    recent = costs.locator("table").nth(3).locator("tbody tr").inner_text()
+    assert "unpriced" in recent and "812 ms" in recent
+    assert "error: answer failed the schema twice" in recent
+
+    page.set_input_files("#file-input", SAMPLE_PHOTOS[:1])
+    page.locator("#jobs-table .badge", has_text="COMPLETED").wait_for(
+        timeout=JOB_TIMEOUT_MS
+    )
+    page.locator("#jobs-table tbody th button").first.click()
+    page.locator("#items-table button.filename").first.click()
+    vlm = page.locator("#item .vlm")
+    vlm.wait_for()
+    text = vlm.inner_text()
+    assert "cognitive" in text and "coherence" in text and "0.82" in text
+    assert "answer failed the schema twice" in text
+    assert "a low alcove under the stair" in text
+    assert vlm.locator("meter").count() == 4
+    # The VLM's ratings get histograms beside the metrics; a failed one does not.
+    figures = page.locator("#histogram-grid figure")
+    figures.last.wait_for()
+    assert figures.evaluate_all("fs => fs.map(f => f.dataset.metric)")[-2:] == [
+        "vlm.cognitive.coherence",
+        "vlm.cognitive.mystery",
+    ]
+    screenshot(page, "cockpit-costs-vlm")
+    assert_stayed_on_machine(page, server.url)

@@ -815,8 +815,8 @@ function renderHistograms(images, capped) {
     $("histogram-grid").replaceChildren();
     return;
   }
-  const keys = [...new Set(analysed.flatMap((image) => Object.keys(image.analysis.metrics)))]
-    .sort();
+  const keys = [...new Set(analysed.flatMap((image) => Object.keys(numericValues(image))))]
+    .sort((a, b) => a.startsWith("vlm.") - b.startsWith("vlm.") || a.localeCompare(b));
   histogramData = { analysed, keys };
   $("histograms-note").textContent = `${analysed.length} image`
     + `${analysed.length === 1 ? "" : "s"}${capped ? ` (the first ${HISTOGRAM_IMAGES})` : ""}`
@@ -825,6 +825,21 @@ function renderHistograms(images, capped) {
   $("histogram-grid").replaceChildren(...keys.map((key) => histogram(key, analysed)));
   const current = analysed.find((image) => image.id === currentItemImage);
   markHistograms(current || null);
+}
+
+function numericValues(image) {
+  // The metrics, then the VLM's numeric ratings as vlm.<analyzer>.<field>.
+  if (!image.numeric) {
+    const values = { ...image.analysis.metrics };
+    for (const [name, entry] of Object.entries(image.analysis.vlm || {})) {
+      const result = entry && entry.status === "ok" ? entry.result || {} : {};
+      for (const [field, value] of Object.entries(result)) {
+        if (typeof value === "number") values[`vlm.${name}.${field}`] = value;
+      }
+    }
+    image.numeric = values;
+  }
+  return image.numeric;
 }
 
 function quantile(sorted, q) {
@@ -836,7 +851,7 @@ function quantile(sorted, q) {
 
 function histogram(key, images) {
   const values = images.map((image) => ({
-    image, value: image.analysis.metrics[key],
+    image, value: numericValues(image)[key],
   })).filter((v) => typeof v.value === "number" && Number.isFinite(v.value));
   const figure = h("figure", { class: "histogram", "data-metric": key });
   const caption = h("figcaption", {}, h("span", { class: "metric-name" }, key));
@@ -847,7 +862,7 @@ function histogram(key, images) {
   const sorted = values.map((v) => v.value).sort((a, b) => a - b);
   const min = sorted[0];
   const max = sorted[sorted.length - 1];
-  const bins = Math.max(1, Math.min(20, Math.ceil(Math.sqrt(values.length)) + 2));
+  const bins = max > min ? Math.min(20, Math.ceil(Math.sqrt(values.length)) + 2) : 1;
   const width = max > min ? (max - min) / bins : 1;
   const binOf = (value) => Math.min(bins - 1, Math.floor((value - min) / width));
   const q1 = quantile(sorted, 0.25);
@@ -901,7 +916,7 @@ function markHistograms(image) {
   for (const figure of $("histogram-grid").children) {
     for (const rect of figure.querySelectorAll("rect")) rect.classList.remove("current");
     if (!image || !image.analysis || !figure.histogram) continue;
-    const value = image.analysis.metrics[figure.dataset.metric];
+    const value = numericValues(image)[figure.dataset.metric];
     if (typeof value !== "number") continue;
     const bin = figure.histogram.binOf(value);
     figure.querySelector(`rect[data-bin="${bin}"]`)?.classList.add("current");
