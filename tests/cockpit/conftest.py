@@ -23,6 +23,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+# The policy the page must live under: its own files only, nothing inline.
+CSP = "default-src 'self'"
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +63,11 @@ class OffMachine:
             self.blocked.append(url)
             route.abort()
             return
+        if route.request.resource_type == "document":
+            response = route.fetch(max_redirects=0)
+            headers = {**response.headers, "content-security-policy": CSP}
+            route.fulfill(response=response, headers=headers)
+            return
         route.continue_()
 
 
@@ -77,6 +84,11 @@ def page_for(browser) -> Iterator:
         contexts.append(context)
         watch = OffMachine()
         context.route("**/*", watch.route)
+        context.add_init_script(
+            "window.cspViolations = [];"
+            "document.addEventListener('securitypolicyviolation', (e) =>"
+            " window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));"
+        )
         page = context.new_page()
         page.requests = []
         page.on("request", lambda request: page.requests.append(request.url))

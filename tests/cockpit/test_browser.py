@@ -25,6 +25,7 @@ def assert_stayed_on_machine(page, base_url: str) -> None:
     assert page.requests, "the page made no request at all"
     assert page.watch.blocked == []
     assert page.errors == []
+    assert page.evaluate("window.cspViolations") == []
     for url in page.requests + page.watch.urls:
         assert urlsplit(url).hostname == "127.0.0.1", url
         assert url.startswith(base_url), url
@@ -265,7 +266,8 @@ def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
 
         page.route("**/upload/jobs/*/events", one_event)
         page.locator("#jobs-table .badge", has_text="PENDING").wait_for()
-        page.locator("#jobs-table th button").first.click()
+        page.locator("#jobs-table th button").first.focus()
+        page.keyboard.press("Enter")
         page.locator("#job-live", has_text="Refreshing every").wait_for()
         assert events == ["admin"]
 
@@ -285,6 +287,8 @@ def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
         )
         page.locator("#histogram-grid figure").first.wait_for()
         assert page.locator("#job-live").inner_text() == "Finished"
+        page.keyboard.press("Escape")
+        assert page.locator("#job").is_hidden()
         assert_stayed_on_machine(page, server.url)
     finally:
         server.stop()

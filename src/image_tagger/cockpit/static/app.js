@@ -548,8 +548,9 @@ function thumbnail(item) {
     thumbnails.set(item.image_id, bitmap);
     bitmap.catch(() => thumbnails.delete(item.image_id));
   }
-  bitmap.then((bmp) => drawFitted(canvas, bmp)).catch(() => {
+  bitmap.then((bmp) => drawFitted(canvas, bmp)).catch((error) => {
     canvas.setAttribute("aria-label", "no thumbnail");
+    canvas.title = error.message;
   });
   return canvas;
 }
