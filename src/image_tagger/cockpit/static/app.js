@@ -393,21 +393,22 @@ function renderJobs(data) {
   body.replaceChildren(...data.jobs.map((job) => h("tr", {
     class: job.id === openJobId ? "selected" : null,
   },
-  h("th", { scope: "row" }, h("button", {
+  h("th", { scope: "row", "data-label": "Job" }, h("button", {
     type: "button", class: "link", onclick: () => openJob(job.id),
     "aria-label": `Open job ${job.id}`,
   }, `#${job.id}`)),
-  h("td", {}, statusBadge(job.status)),
-  h("td", { class: "progress-cell" },
+  h("td", { "data-label": "Status" }, statusBadge(job.status)),
+  h("td", { class: "progress-cell", "data-label": "Progress" },
     h("progress", { max: job.total_items || 1, value: job.completed_items,
       "aria-label": `job ${job.id} progress` }),
     h("span", { class: "small" }, ` ${job.completed_items}/${job.total_items}`)),
-  h("td", {}, job.failed_items
+  h("td", { "data-label": "Errors" }, job.failed_items
     ? h("span", {}, h("strong", { class: "error-text" }, String(job.failed_items)),
       job.error_summary ? h("span", { class: "small clamp", title: job.error_summary },
         ` ${job.error_summary}`) : "")
     : h("span", { class: "muted" }, "0")),
-  h("td", { class: "small" }, formatTime(job.created_at)))));
+  h("td", { class: "small", "data-label": "Created" },
+    formatTime(job.created_at)))));
 
   $("jobs-empty").hidden = data.jobs.length > 0;
   $("jobs-table").hidden = data.jobs.length === 0;
@@ -519,16 +520,16 @@ function itemRow(item) {
   const time = item.seconds !== null && item.seconds !== undefined
     ? `${item.seconds.toFixed(2)} s` : item.started_at ? "running" : "–";
   const row = h("tr", { class: item.image_id === currentItemImage ? "selected" : null },
-    h("td", { class: "thumb-cell" }, thumbnail(item)),
-    h("td", {}, h("button", {
+    h("td", { class: "thumb-cell", "data-label": "Image" }, thumbnail(item)),
+    h("td", { "data-label": "File" }, h("button", {
       type: "button", class: "link filename", onclick: () => openItem(item),
       title: item.filename,
     }, item.filename)),
-    h("td", {}, statusBadge(item.status)),
-    h("td", { class: "num" }, String(item.attempts)),
-    h("td", { class: "small", title: `started ${formatTime(item.started_at)}, `
+    h("td", { "data-label": "Status" }, statusBadge(item.status)),
+    h("td", { class: "num", "data-label": "Attempts" }, String(item.attempts)),
+    h("td", { class: "small", "data-label": "Time", title: `started ${formatTime(item.started_at)}, `
       + `finished ${formatTime(item.finished_at)}` }, time),
-    h("td", { class: "small" }, item.error_message
+    h("td", { class: "small", "data-label": "Error or note" }, item.error_message
       ? h("span", { class: "error-text" }, item.error_message)
       : h("span", { class: "muted" }, item.note || "")));
   return row;
