@@ -31,7 +31,7 @@ CSP = "default-src 'self'"
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(
-            "browser tests skipped: Chromium is not installed at /usr/bin/chromium "
+            f"browser tests skipped: Chromium is not installed at {CHROMIUM} "
             "(apt-get install chromium; .ci/run does it when apt is available)"
         )
     sync_api = pytest.importorskip(

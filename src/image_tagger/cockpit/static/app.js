@@ -678,11 +678,11 @@ async function openItem(item) {
     return;
   }
   if (currentItemImage !== item.image_id) return;
-  loading.replaceWith(...imageSections(image));
+  loading.replaceWith(...imageSections(image, item));
   markHistograms(image);
 }
 
-function imageSections(image) {
+function imageSections(image, item) {
   const big = h("canvas", { class: "preview", width: 256, height: 256, role: "img",
     "aria-label": `thumbnail of ${image.filename}` });
   thumbnails.get(image.id)?.then((bmp) => drawFitted(big, bmp)).catch(() => {});
@@ -691,8 +691,9 @@ function imageSections(image) {
     + `${formatBytes(image.size_bytes)} · SHA-256 ${image.sha256.slice(0, 12)}…`);
   const analysis = image.analysis;
   if (!analysis) {
-    return [big, meta, h("p", { class: "empty" },
-      "Not analysed yet: metrics appear when its item completes.")];
+    return [big, meta, h("p", { class: "empty" }, item.status === "FAILED"
+      ? "No metrics: the analysis of this image failed (the error is above)."
+      : "Not analysed yet: metrics appear when its item completes.")];
   }
   const notes = analysis.metric_notes || {};
   const metrics = h("table", { class: "grid metrics" },
