@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from image_tagger.jobs.models import JobStatus, UploadJob
 
 
 class JobSummary(BaseModel):
@@ -15,11 +17,24 @@ class JobSummary(BaseModel):
     total_items: int
     completed_items: int
     failed_items: int
+    cancelled_items: int = 0
     error_summary: str | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    cancel_requested_at: datetime | None = None
+    force_reanalysis: bool = False
+    items_per_second: float | None = Field(
+        default=None,
+        description="Items recorded per second since the job started running "
+        "(running jobs only)",
+    )
+    eta_seconds: float | None = Field(
+        default=None,
+        description="Seconds until every item is recorded at that rate "
+        "(running jobs only)",
+    )
 
     @computed_field
     @property
@@ -35,6 +50,25 @@ class JobSummary(BaseModel):
     @property
     def error_count(self) -> int:
         return self.failed_items
+
+
+def summarize(
+    job: UploadJob, *, finished_since_start: int, now: datetime
+) -> JobSummary:
+    """A job's summary; a running job's includes its throughput and ETA."""
+    summary = JobSummary.model_validate(job)
+    if job.status != JobStatus.RUNNING or job.started_at is None:
+        return summary
+
+    elapsed = (now - job.started_at).total_seconds()
+    if finished_since_start == 0 or elapsed <= 0:
+        return summary
+    rate = finished_since_start / elapsed
+    left = job.total_items - job.completed_items - job.failed_items
+    left -= job.cancelled_items
+    summary.items_per_second = round(rate, 4)
+    summary.eta_seconds = round(max(left, 0) / rate, 1)
+    return summary
 
 
 class JobList(BaseModel):
@@ -62,3 +96,10 @@ class JobDetail(JobSummary):
     items_total: int
     items_offset: int
     items_limit: int
+
+
+class JobOperation(BaseModel):
+    """The answer to cancel, retry and re-analyse: the job, and how many items."""
+
+    job: JobSummary
+    items: int
