@@ -89,12 +89,9 @@ def get_job(
 def _summaries(session: Session, jobs: list[UploadJob]) -> list[JobSummary]:
     """Summaries of ``jobs``; running ones with their throughput and ETA."""
     running = [job.id for job in jobs if job.status == JobStatus.RUNNING]
-    finished = service.items_finished_since_start(session, running)
+    progress = service.progress_since_start(session, running)
     now = utcnow()
-    return [
-        summarize(job, finished_since_start=finished.get(job.id, 0), now=now)
-        for job in jobs
-    ]
+    return [summarize(job, progress=progress.get(job.id), now=now) for job in jobs]
 
 
 def _job_summary(session: Session, job_id: int) -> JobSummary:

@@ -50,10 +50,8 @@ def _poll(job_id: int, since: datetime) -> _Poll | None:
         job = session.get(UploadJob, job_id)
         if job is None:
             return None
-        finished = service.items_finished_since_start(session, [job_id])
-        summary = summarize(
-            job, finished_since_start=finished.get(job_id, 0), now=utcnow()
-        )
+        progress = service.progress_since_start(session, [job_id])
+        summary = summarize(job, progress=progress.get(job_id), now=utcnow())
         items = session.scalars(
             select(Item)
             .where(

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from image_tagger.jobs.models import JobStatus, UploadJob
+from image_tagger.jobs.service import Progress
 
 
 class JobSummary(BaseModel):
@@ -53,17 +54,29 @@ class JobSummary(BaseModel):
 
 
 def summarize(
-    job: UploadJob, *, finished_since_start: int, now: datetime
+    job: UploadJob, *, progress: Progress | None, now: datetime
 ) -> JobSummary:
-    """A job's summary; a running job's includes its throughput and ETA."""
+    """A job's summary; a running job's includes its throughput and ETA.
+
+    The rate is measured from the job's first recorded item on, not from its
+    start: the first items take a whole analysis to arrive while the runners
+    fill up, and counting that wait would underestimate a steady rate. Until
+    a second item is recorded, the rate is the one since the start.
+    """
     summary = JobSummary.model_validate(job)
     if job.status != JobStatus.RUNNING or job.started_at is None:
         return summary
-
-    elapsed = (now - job.started_at).total_seconds()
-    if finished_since_start == 0 or elapsed <= 0:
+    if progress is None or progress.finished == 0:
         return summary
-    rate = finished_since_start / elapsed
+
+    first = progress.first_finished_at
+    if progress.finished >= 2 and first is not None and now > first:
+        rate = (progress.finished - 1) / (now - first).total_seconds()
+    else:
+        elapsed = (now - job.started_at).total_seconds()
+        if elapsed <= 0:
+            return summary
+        rate = progress.finished / elapsed
     left = job.total_items - job.completed_items - job.failed_items
     left -= job.cancelled_items
     summary.items_per_second = round(rate, 4)

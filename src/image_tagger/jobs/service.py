@@ -9,7 +9,8 @@ once, by whoever records its last item.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import structlog
@@ -520,12 +521,20 @@ def _count_items(session: Session, job_id: int, status: ItemStatus) -> int:
     )
 
 
-def items_finished_since_start(session: Session, job_ids: list[int]) -> dict[int, int]:
-    """Per job, the items recorded since it last started running: its throughput."""
+@dataclass(frozen=True)
+class Progress:
+    """The items a running job recorded since it started, and when the first was."""
+
+    finished: int = 0
+    first_finished_at: datetime | None = None
+
+
+def progress_since_start(session: Session, job_ids: list[int]) -> dict[int, Progress]:
+    """Per job, what it recorded since it last started running: its throughput."""
     if not job_ids:
         return {}
     rows = session.execute(
-        select(I.job_id, func.count())
+        select(I.job_id, func.count(), func.min(I.finished_at))
         .join(JOBS, J.id == I.job_id)
         .where(
             I.job_id.in_(job_ids),
@@ -534,4 +543,16 @@ def items_finished_since_start(session: Session, job_ids: list[int]) -> dict[int
         )
         .group_by(I.job_id)
     ).all()
-    return {job_id: count for job_id, count in rows}
+    return {
+        job_id: Progress(finished=count, first_finished_at=_aware(first))
+        for job_id, count, first in rows
+    }
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """An aggregate's timestamp, which SQLite returns as text or naive."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
