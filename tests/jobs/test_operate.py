@@ -216,36 +216,45 @@ def test_reanalyse_runs_images_analysed_by_an_older_version(client):
     assert dict(_analyses(current))["1"] > before
 
 
+def _backdate(job_id: int, item_id: int, *, started: float, finished: float) -> None:
+    """Move the job's start and the item's finish ``started``/``finished`` s back."""
+    now = utcnow()
+    with session_scope(write=True) as session:
+        session.execute(
+            update(UploadJob)
+            .where(UploadJob.id == job_id)
+            .values(started_at=now - timedelta(seconds=started))
+        )
+        session.execute(
+            update(UploadJobItem)
+            .where(UploadJobItem.id == item_id)
+            .values(finished_at=now - timedelta(seconds=finished))
+        )
+
+
 def test_a_running_job_has_an_eta_from_its_throughput(record_only_client):
     client = record_only_client
     files = [(f"{n}.jpg", jpeg_bytes(90 + n)) for n in range(5)]
     job_id = upload(client, files).json()["job_id"]
     assert _job(client, job_id)["eta_seconds"] is None  # nothing measured yet
-    item_id = _claim(job_id)
-    with session_scope(write=True) as session:
-        session.execute(
-            update(UploadJob)
-            .where(UploadJob.id == job_id)
-            .values(started_at=utcnow() - timedelta(seconds=20))
-        )
-    _complete(job_id, item_id)
-    _complete(job_id, _claim(job_id))
+    first = _claim(job_id)
+    _complete(job_id, first)
+    _backdate(job_id, first, started=20, finished=10)
 
+    # One item in 20 s since the start: 0.05 per second, four left: 80 s.
     job = _job(client, job_id)
+    assert job["items_per_second"] == pytest.approx(0.05, rel=0.05)
+    assert job["eta_seconds"] == pytest.approx(80, rel=0.05)
 
-    # Two items in about 20 s: 0.1 per second, three left: about 30 s.
+    # From the first item on, the rate leaves out the runners' start: one more
+    # item 10 s after the first is 0.1 per second, three left: 30 s.
+    _complete(job_id, _claim(job_id))
+    job = _job(client, job_id)
     assert job["items_per_second"] == pytest.approx(0.1, rel=0.05)
     assert job["eta_seconds"] == pytest.approx(3 / job["items_per_second"], rel=0.01)
     listed = client.get(JOBS, headers=ADMIN).json()["jobs"][0]
     assert listed["eta_seconds"] == pytest.approx(job["eta_seconds"], rel=0.05)
 
-    with session_scope() as session:
-        pending = session.scalars(
-            select(UploadJobItem.id).where(
-                UploadJobItem.job_id == job_id, UploadJobItem.status == "PENDING"
-            )
-        ).all()
-    assert len(pending) == 3
     run_upload_job(job_id)
     finished = _job(client, job_id)
     assert finished["status"] == "COMPLETED"
