@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import structlog
 from helpers import ADMIN, jpeg_bytes, upload, wait_for_job
 from sqlalchemy import select, update
 
@@ -259,3 +260,36 @@ def test_a_running_job_has_an_eta_from_its_throughput(record_only_client):
     finished = _job(client, job_id)
     assert finished["status"] == "COMPLETED"
     assert finished["eta_seconds"] is None
+
+
+def test_job_and_item_events_are_logged_with_their_ids(record_only_client, data_dir):
+    client = record_only_client
+    files = [(f"{n}.jpg", jpeg_bytes(95 + n)) for n in range(3)]
+    body = upload(client, files).json()
+    job_id = body["job_id"]
+    _break_image(data_dir, body["image_ids"][0])
+
+    with structlog.testing.capture_logs() as logs:
+        run_upload_job(job_id)
+
+    events = {entry["event"]: entry for entry in logs}
+    assert events["job.started"]["job_id"] == job_id
+    failed = events["item.failed"]
+    broken_item = _job(client, job_id)["items"][0]
+    assert (failed["job_id"], failed["item_id"]) == (job_id, broken_item["id"])
+    assert failed["reason"] == broken_item["error_message"]
+    finished = events["job.finished"]
+    assert (finished["job_id"], finished["status"]) == (job_id, "COMPLETED_WITH_ERRORS")
+    assert (finished["completed"], finished["failed"]) == (2, 1)
+
+    second = upload(client, [("c.jpg", jpeg_bytes(99))]).json()["job_id"]
+    with structlog.testing.capture_logs() as logs:
+        client.post(f"{JOBS}/{second}/cancel", headers=ADMIN)
+        client.post(f"{JOBS}/{job_id}/retry", headers=ADMIN)
+    events = {entry["event"]: entry for entry in logs}
+    cancel, end, retry = (
+        events[name] for name in ("job.cancel_requested", "job.finished", "job.retry")
+    )
+    assert (cancel["job_id"], cancel["cancelled"]) == (second, 1)
+    assert (end["job_id"], end["status"]) == (second, "CANCELLED")
+    assert (retry["job_id"], retry["items"]) == (job_id, 1)
