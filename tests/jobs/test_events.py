@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from helpers import ADMIN, jpeg_bytes, upload
+from helpers import ADMIN, jpeg_bytes, upload, wait_for_job
 
 from image_tagger.db import session_scope
 from image_tagger.jobs import service
@@ -96,3 +96,27 @@ def test_events_need_the_admin_role_and_a_job(record_only_client):
 
     assert client.get(f"{JOBS}/{job_id}/events").status_code == 401
     assert client.get(f"{JOBS}/999/events", headers=ADMIN).status_code == 404
+
+
+def test_events_stream_to_a_bearer_token_as_fetch_sends_it(data_dir):
+    from fastapi.testclient import TestClient
+
+    from image_tagger.app import create_app
+    from image_tagger.auth.service import create_token
+
+    with session_scope(write=True) as session:
+        token = create_token(session, role="admin", name="cockpit")
+    bearer = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app()) as client:
+        job_id = upload(client, [("a.jpg", jpeg_bytes(121))], headers=bearer).json()[
+            "job_id"
+        ]
+        wait_for_job(client, job_id, headers=bearer)
+
+        with client.stream(
+            "GET", f"{JOBS}/{job_id}/events", headers=bearer
+        ) as response:
+            events = [(event, data["status"]) for event, data, _ in _events(response)]
+
+    assert response.status_code == 200
+    assert events == [("job", "COMPLETED"), ("end", "COMPLETED")]
