@@ -80,6 +80,13 @@ def serve(
     """Start the API and (by default) the in-process job runner."""
     import uvicorn
 
+    from image_tagger.jobs.events import closing
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            closing.set()  # open event streams end, so stopping need not wait
+            await super().shutdown(sockets)
+
     if host:
         os.environ["IMAGE_TAGGER_HOST"] = host
     if port:
@@ -88,12 +95,13 @@ def serve(
     _prepare(runs_jobs=True)
     settings = get_settings()
     _require_free_port(settings.host, settings.port)
-    uvicorn.run(
+    config = uvicorn.Config(
         "image_tagger.app:app",
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
     )
+    Server(config).run()
 
 
 def _require_free_port(host: str, port: int) -> None:

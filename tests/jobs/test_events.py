@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from helpers import ADMIN, jpeg_bytes, upload, wait_for_job
+import httpx2
+from helpers import (
+    ADMIN,
+    ServerProcess,
+    child_env,
+    jpeg_bytes,
+    upload,
+    wait_for_job,
+)
 
 from image_tagger.db import session_scope
 from image_tagger.jobs import service
@@ -108,9 +116,8 @@ def test_events_stream_to_a_bearer_token_as_fetch_sends_it(data_dir):
         token = create_token(session, role="admin", name="cockpit")
     bearer = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app()) as client:
-        job_id = upload(client, [("a.jpg", jpeg_bytes(121))], headers=bearer).json()[
-            "job_id"
-        ]
+        answer = upload(client, [("a.jpg", jpeg_bytes(121))], headers=bearer)
+        job_id = answer.json()["job_id"]
         wait_for_job(client, job_id, headers=bearer)
 
         with client.stream(
@@ -120,3 +127,25 @@ def test_events_stream_to_a_bearer_token_as_fetch_sends_it(data_dir):
 
     assert response.status_code == 200
     assert events == [("job", "COMPLETED"), ("end", "COMPLETED")]
+
+
+def test_a_stopping_server_ends_its_open_streams(data_dir, tmp_path):
+    server = ServerProcess(
+        child_env(data_dir, IMAGE_TAGGER_AUTH_MODE="header", IMAGE_TAGGER_QUEUE="none"),
+        tmp_path / "server.log",
+    )
+    server.start()
+    try:
+        with httpx2.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+            job_id = upload(http, [("a.jpg", jpeg_bytes(122))]).json()["job_id"]
+            with http.stream("GET", f"{JOBS}/{job_id}/events") as response:
+                events = _events(response)
+                # The job waits for a worker; its first event arrives at once.
+                event, job, _ = next(events)
+                assert (event, job["status"]) == ("job", "PENDING")
+
+                server.process.terminate()
+                assert list(events) == []  # closed without an end event
+            server.process.wait(timeout=30)
+    finally:
+        server.kill()

@@ -10,11 +10,15 @@ every runner, in this process or another. Events:
 - ``job``: the job summary (with ETA), first at once, then whenever its
   status or counters change.
 - ``end``: the job is final; the stream closes after it.
+
+A stopping server closes its streams (``closing``) without ``end``, so that
+it need not wait for jobs to finish; clients reconnect with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +38,9 @@ KEEPALIVE_SECONDS = 15.0
 # Items are looked for this far before the last one seen, so that one recorded
 # by a machine whose clock lags a little is still sent (each is sent once).
 OVERLAP = timedelta(seconds=5)
+
+# Set when the server begins to stop: every open stream ends at its next poll.
+closing = threading.Event()
 
 _RECORDED = [ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.CANCELLED]
 
@@ -114,7 +121,7 @@ async def job_events(
     sent: dict[int, datetime] = {}
     last_job: tuple | None = None
     quiet_since = time.monotonic()
-    while not await disconnected():
+    while not closing.is_set() and not await disconnected():
         poll = await anyio.to_thread.run_sync(_poll, job_id, since)
         if poll is None:
             yield format_event("end", {"job_id": job_id, "status": None})
