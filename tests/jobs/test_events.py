@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import httpx2
@@ -145,7 +146,12 @@ def test_a_stopping_server_ends_its_open_streams(data_dir, tmp_path):
                 assert (event, job["status"]) == ("job", "PENDING")
 
                 server.process.terminate()
-                assert list(events) == []  # closed without an end event
+                rest: list = []
+                reader = threading.Thread(target=lambda: rest.extend(events))
+                reader.start()
+                reader.join(timeout=30)
+                assert not reader.is_alive(), "the stream stayed open"
+                assert rest == []  # closed without an end event
             server.process.wait(timeout=30)
     finally:
         server.kill()
