@@ -5,7 +5,7 @@ the sample photos at full resolution (the originals first, then re-encoded
 copies so every file is distinct), in a random order (seeded, another per run)
 so heavy and light images mix as in a real batch. The job is polled every
 0.1 s; when it reaches 25% and 50% of its items, the ETA it reports then is
-compared with the time that actually remained until it finished. Three runs,
+compared with the time that actually remained until it finished. Five runs,
 as the machine is shared and one run is noisy.
 """
 
@@ -33,7 +33,7 @@ FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
 IMAGES = 40
 CHECKPOINTS = (0.25, 0.5)
 POLL_SECONDS = 0.1
-RUNS = 3
+RUNS = 5
 
 
 def sample_photos() -> list[Path]:
