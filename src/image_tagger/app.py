@@ -23,6 +23,7 @@ from image_tagger.images.formats import apply_pixel_limit
 from image_tagger.jobs.backends import create_backend
 from image_tagger.jobs.endpoints import router as jobs_router
 from image_tagger.logging import configure_logging
+from image_tagger.monitoring import router as monitoring_router
 from image_tagger.settings import Settings, get_settings
 from image_tagger.uploads.endpoints import router as uploads_router
 from image_tagger.uploads.storage import remove_stale_staging
@@ -106,6 +107,7 @@ def create_app() -> FastAPI:
     app.include_router(uploads_router)
     app.include_router(jobs_router)
     app.include_router(images_router)
+    app.include_router(monitoring_router)
     mount_cockpit(app)
 
     @app.get("/healthz", tags=["health"])

@@ -1,4 +1,4 @@
-"""The ``image-tagger`` command: serve, ingest, analyze, token."""
+"""The ``image-tagger`` command: serve, ingest, analyze, reanalyze, export, token."""
 
 from __future__ import annotations
 
@@ -80,6 +80,13 @@ def serve(
     """Start the API and (by default) the in-process job runner."""
     import uvicorn
 
+    from image_tagger.jobs.events import closing
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            closing.set()  # open event streams end, so stopping need not wait
+            await super().shutdown(sockets)
+
     if host:
         os.environ["IMAGE_TAGGER_HOST"] = host
     if port:
@@ -88,12 +95,13 @@ def serve(
     _prepare(runs_jobs=True)
     settings = get_settings()
     _require_free_port(settings.host, settings.port)
-    uvicorn.run(
+    config = uvicorn.Config(
         "image_tagger.app:app",
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
     )
+    Server(config).run()
 
 
 def _require_free_port(host: str, port: int) -> None:
@@ -312,6 +320,80 @@ def analyze(
             table.add_row(key, _fmt(value), result.notes.get(key, ""))
         console.print(table)
     raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def reanalyze(
+    every_image: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every stored image, even those the current version has analysed "
+            "(VLM analyzers are called, and paid for, again)",
+        ),
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Run the job here and wait")] = True,
+) -> None:
+    """Analyse again, as a new job, images analysed only by older pipeline versions."""
+    from image_tagger.db import session_scope
+    from image_tagger.jobs.service import create_reanalysis_job
+    from image_tagger.science.pipeline import PIPELINE_VERSION
+
+    _prepare(runs_jobs=True)
+    settings = get_settings()
+    with session_scope(write=True) as session:
+        job = create_reanalysis_job(session, every_image=every_image, created_by="cli")
+        job_id, total = (job.id, job.total_items) if job else (None, 0)
+    if job_id is None:
+        console.print(
+            "nothing to re-analyse: every analysed image has an analysis from "
+            f"pipeline version {PIPELINE_VERSION} (use --all to analyse every image "
+            "again)"
+        )
+        return
+    console.print(f"job {job_id}: {_plural(total, 'image')} to analyse again")
+    if settings.queue == "none" or not wait:
+        console.print(
+            f"job {job_id} recorded; a server on this data directory runs it, or: "
+            f"{sys.executable} -m scripts.run_upload_job {job_id}"
+        )
+        return
+    status = _run_and_watch(job_id)
+    console.print(f"job {job_id}: {status}")
+    raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_WITH_ERRORS") else 1)
+
+
+@app.command()
+def export(
+    job_id: Annotated[int, typer.Argument(help="The job's id", min=1, max=2**63 - 1)],
+    export_format: Annotated[
+        str, typer.Option("--format", "-f", help="csv or parquet")
+    ] = "csv",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: job-ID.FORMAT)"),
+    ] = None,
+) -> None:
+    """Write a job's results, one row per image, as CSV or Parquet."""
+    from image_tagger.db import session_scope
+    from image_tagger.jobs import export as job_export
+    from image_tagger.jobs.models import UploadJob
+
+    if export_format not in ("csv", "parquet"):
+        err.print(f"unknown format {export_format!r}; use --format csv or parquet")
+        raise typer.Exit(2)
+    _prepare()
+    with session_scope() as session:
+        if session.get(UploadJob, job_id) is None:
+            err.print(f"no job {job_id}")
+            raise typer.Exit(2)
+        table = job_export.build_table(session, job_id)
+    output = output or Path(f"job-{job_id}.{export_format}")
+    output.write_bytes(job_export.render(table, export_format))
+    console.print(
+        f"{output}: {_plural(len(table.rows), 'row')}, "
+        f"{_plural(len(table.columns), 'column')}"
+    )
 
 
 @token_app.command("create")

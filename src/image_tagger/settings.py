@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     vlm_concurrency: int = Field(default=4, ge=1)
     vlm_rpm: int | None = Field(default=None, ge=1)
 
+    # /metrics answers without credentials unless this is true (then: admin).
+    metrics_auth: bool = False
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 

@@ -21,6 +21,7 @@ def test_job_list_is_newest_first_with_counts_by_status(client):
         "COMPLETED": 1,
         "COMPLETED_WITH_ERRORS": 0,
         "FAILED": 1,
+        "CANCELLED": 0,
     }
     summary = body["jobs"][1]
     for key in (

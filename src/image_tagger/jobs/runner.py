@@ -26,7 +26,7 @@ from image_tagger.images.decode import ImageDecodeError
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.thumbnails import thumbnail_path
 from image_tagger.jobs import service
-from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJobItem
+from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJob, UploadJobItem
 from image_tagger.science.pipeline import (
     PipelineResult,
     SciencePipeline,
@@ -160,7 +160,7 @@ def _claim(
     )
     if item_id is None:
         return None
-    image_id, sha256, storage_path, analysed_by = session.execute(
+    image_id, sha256, storage_path, analysed_by, force = session.execute(
         _ITEM_IMAGE, {"item_id": item_id, "version": pipeline.version}
     ).one()
     return _Work(
@@ -169,14 +169,22 @@ def _claim(
         image_id=image_id,
         path=settings.data_dir / storage_path,
         thumbnail=thumbnail_path(settings.data_dir, sha256),
-        analysed_by=analysed_by,
+        analysed_by=None if force else analysed_by,
     )
 
 
-# An item's image, and the version of its analysis by this pipeline if any.
+# An item's image, the version of its analysis by this pipeline if any, and
+# whether its job analyses every image again regardless.
 _ITEM_IMAGE = (
-    select(Image.id, Image.sha256, Image.storage_path, ImageAnalysis.pipeline_version)
+    select(
+        Image.id,
+        Image.sha256,
+        Image.storage_path,
+        ImageAnalysis.pipeline_version,
+        UploadJob.force_reanalysis,
+    )
     .join(UploadJobItem, UploadJobItem.image_id == Image.id)
+    .join(UploadJob, UploadJob.id == UploadJobItem.job_id)
     .outerjoin(
         ImageAnalysis,
         (ImageAnalysis.image_id == Image.id)
