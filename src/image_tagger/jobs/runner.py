@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import CancelledError, Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
@@ -74,7 +74,10 @@ def run_upload_job(
     stop = stop or threading.Event()
     owner = new_owner()
     pipeline = SciencePipeline(
-        config=SciencePipelineConfig(enable_all=True), executor=executor
+        config=SciencePipelineConfig(enable_all=True),
+        executor=executor,
+        settings=settings,
+        stop=stop,
     )
     with session_scope(write=True) as session:
         service.recover_expired_leases(
@@ -195,6 +198,12 @@ def _process_item(
     started: float,
 ) -> None:
     item_id, job_id = work.item_id, work.job_id
+    if work.analysed_by is None:
+        try:
+            work = _after_earlier_claims(work, owner=owner, pipeline=pipeline)
+        except CancelledError:
+            _release(item_id, job_id, owner=owner, reason="the service stopped")
+            return
     if work.analysed_by is not None:
         note = (
             f"already analysed with pipeline version {work.analysed_by}; "
@@ -209,7 +218,12 @@ def _process_item(
 
     try:
         with LeaseHeartbeat(item_id, owner=owner, lease_seconds=settings.lease_seconds):
-            result = pipeline.compute(work.path, thumbnail=work.thumbnail)
+            result = pipeline.compute(
+                work.path,
+                thumbnail=work.thumbnail,
+                image_id=work.image_id,
+                job_id=job_id,
+            )
     except ImageDecodeError as exc:
         _fail(item_id, job_id, owner=owner, reason=str(exc), started=started)
         return
@@ -251,6 +265,49 @@ def _process_item(
         image_id=work.image_id,
         pipeline=pipeline,
         started=started,
+        note=_vlm_note(result),
+    )
+
+
+def _after_earlier_claims(
+    work: _Work, *, owner: str, pipeline: SciencePipeline
+) -> _Work:
+    """Wait while another runner analyses the same image (claimed first), then
+    say whether it left an analysis: an image is never analysed, nor its model
+    calls paid, twice at the same time."""
+    with session_scope() as session:
+        if not service.same_image_claimed_before(session, work.item_id):
+            return work
+    log.info("item.waiting_for_same_image", job_id=work.job_id, item_id=work.item_id)
+    settings = pipeline.settings
+    with LeaseHeartbeat(
+        work.item_id, owner=owner, lease_seconds=settings.lease_seconds
+    ):
+        while True:
+            if pipeline.stop.wait(0.25):
+                raise CancelledError
+            with session_scope() as session:
+                if not service.same_image_claimed_before(session, work.item_id):
+                    analysed_by = session.execute(
+                        _ITEM_IMAGE,
+                        {"item_id": work.item_id, "version": pipeline.version},
+                    ).one()[3]
+                    return replace(work, analysed_by=analysed_by)
+
+
+def _vlm_note(result: PipelineResult) -> str | None:
+    """A line for the item when a VLM analyzer did not give a result."""
+    problems: dict[tuple[str, str], list[str]] = {}
+    for name, outcome in result.vlm.items():
+        if outcome["status"] != "ok":
+            key = (outcome["status"], outcome["reason"])
+            problems.setdefault(key, []).append(name)
+    return (
+        "; ".join(
+            f"VLM {', '.join(names)} {status}: {reason}"
+            for (status, reason), names in problems.items()
+        )
+        or None
     )
 
 
@@ -274,9 +331,9 @@ def _record(
             ):
                 raise LeaseLost(item_id)
             if result is not None:
-                SciencePipeline(config=pipeline.config, db=session).store(
-                    image_id, result
-                )
+                SciencePipeline(
+                    config=pipeline.config, db=session, settings=pipeline.settings
+                ).store(image_id, result)
     except LeaseLost:
         log.warning("item.lease_lost", job_id=job_id, item_id=item_id, owner=owner)
 

@@ -345,3 +345,25 @@ def jobs_with_pending_items(session: Session) -> list[int]:
 
 def job_status(session: Session, job_id: int) -> str | None:
     return session.scalar(select(J.status).where(J.id == job_id))
+
+
+def same_image_claimed_before(session: Session, item_id: int) -> bool:
+    """Another item of this item's image is running and was claimed first.
+
+    Two jobs can hold the same new image (uploads at the same moment); the
+    later claim waits for the earlier one, so the image is analysed, and its
+    model calls paid, once. Claims are ordered by start time, then id.
+    """
+    mine = select(I.image_id, I.started_at).where(I.id == item_id).subquery()
+    earlier = (
+        select(I.id)
+        .join(mine, I.image_id == mine.c.image_id)
+        .where(
+            I.id != item_id,
+            I.status == ItemStatus.RUNNING,
+            (I.started_at < mine.c.started_at)
+            | ((I.started_at == mine.c.started_at) & (I.id < item_id)),
+        )
+        .limit(1)
+    )
+    return session.scalar(earlier) is not None

@@ -1,18 +1,21 @@
 """SciencePipeline: runs every enabled analyzer on an image and stores the result.
 
 Computing and storing are separate steps so that a runner can compute outside
-any transaction (in a process pool) and record the result in the same
-transaction as the item's status.
+any transaction (the pixels in a process pool, the VLM calls in its own
+thread) and record the result in the same transaction as the item's status.
 """
 
 from __future__ import annotations
 
+import io
+import threading
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image as PILImage
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -30,7 +33,14 @@ from image_tagger.science.compute import (
     MetricsResult,
     compute_metrics,
 )
-from image_tagger.settings import get_settings
+from image_tagger.settings import Settings, get_settings
+from image_tagger.vlm.service import (
+    NOT_CONFIGURED,
+    VLM_IMAGE_QUALITY,
+    CallContext,
+    get_vlm,
+    skipped,
+)
 
 PIPELINE_VERSION = "1"
 
@@ -41,10 +51,17 @@ class SciencePipelineConfig:
 
     enable_all: bool = False
     metrics: bool = True
+    vlm: bool = False
 
     @property
     def run_metrics(self) -> bool:
         return self.enable_all or self.metrics
+
+    @property
+    def run_vlm(self) -> bool:
+        """The VLM analyzers are asked for (they are skipped, and say so, when no
+        provider is configured)."""
+        return self.enable_all or self.vlm
 
 
 @dataclass
@@ -63,9 +80,33 @@ def decode_and_measure(path: Path, thumbnail: Path | None = None) -> MetricsResu
     return compute_metrics(pixels)
 
 
+def decode_for_pipeline(
+    path: Path, thumbnail: Path | None, *, metrics: bool, vlm_image: bool
+) -> tuple[MetricsResult | None, bytes | None]:
+    """Decode once; the metrics and the JPEG the VLM sees, as asked (in a pool)."""
+    pixels = load_analysis_image(path)
+    if thumbnail is not None:
+        write_thumbnail(pixels, thumbnail)
+    jpeg = None
+    if vlm_image:
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels).save(
+            buffer, format="JPEG", quality=VLM_IMAGE_QUALITY
+        )
+        jpeg = buffer.getvalue()
+    return (compute_metrics(pixels) if metrics else None), jpeg
+
+
 def decode_for_thumbnail(path: Path, thumbnail: Path) -> None:
     """Only the thumbnail, for an image analysed before without one."""
     write_thumbnail(load_analysis_image(path, max_side=THUMBNAIL_SIDE), thumbnail)
+
+
+def _decode_for_pipeline_task(
+    path: Path, thumbnail: Path | None, metrics: bool, vlm_image: bool
+) -> tuple[MetricsResult | None, bytes | None]:
+    # The pool passes positional arguments only.
+    return decode_for_pipeline(path, thumbnail, metrics=metrics, vlm_image=vlm_image)
 
 
 class SciencePipeline:
@@ -79,32 +120,59 @@ class SciencePipeline:
         config: SciencePipelineConfig,
         db: Session | None = None,
         executor: Executor | None = None,
+        settings: Settings | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.executor = executor
+        self.settings = settings or get_settings()
+        self.stop = stop or threading.Event()
+        self.vlm = get_vlm(self.settings) if config.run_vlm else None
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {"metrics": PIPELINE_PARAMS if self.config.run_metrics else None}
+        return {
+            "metrics": PIPELINE_PARAMS if self.config.run_metrics else None,
+            "vlm": self.vlm.parameters if self.vlm is not None else None,
+        }
 
-    def compute(self, path: Path, *, thumbnail: Path | None = None) -> PipelineResult:
+    def compute(
+        self,
+        path: Path,
+        *,
+        thumbnail: Path | None = None,
+        image_id: int | None = None,
+        job_id: int | None = None,
+    ) -> PipelineResult:
         """Every enabled analyzer on the file at ``path``; nothing is stored.
 
         With ``thumbnail``, a thumbnail is written there from the same decode.
+        The VLM calls are written to the ledger (for ``image_id`` and
+        ``job_id``) as they are made: they were paid whatever happens next.
         """
         started = time.perf_counter()
         result = PipelineResult()
+        run_metrics, vlm = self.config.run_metrics, self.vlm
 
-        if self.config.run_metrics:
+        if run_metrics or vlm is not None:
+            args = (path, thumbnail)
+            options = {"metrics": run_metrics, "vlm_image": vlm is not None}
             if self.executor is None:
-                metrics = decode_and_measure(path, thumbnail)
+                metrics, jpeg = decode_for_pipeline(*args, **options)
             else:
-                metrics = self.executor.submit(
-                    decode_and_measure, path, thumbnail
+                metrics, jpeg = self.executor.submit(
+                    _decode_for_pipeline_task, *args, *options.values()
                 ).result()
-            result.metrics = metrics.metrics
-            result.metric_notes = metrics.notes
+            if metrics is not None:
+                result.metrics = metrics.metrics
+                result.metric_notes = metrics.notes
+
+        if vlm is not None:
+            context = CallContext(image_id=image_id, job_id=job_id, stop=self.stop)
+            result.vlm = vlm.analyze(jpeg, context)
+        elif self.config.run_vlm:
+            result.vlm = skipped(NOT_CONFIGURED)
 
         result.seconds = time.perf_counter() - started
         return result
@@ -149,10 +217,11 @@ class SciencePipeline:
 
     def analyze(self, image: Image) -> ImageAnalysis:
         """Compute and store every enabled analyzer for ``image``."""
-        data_dir = get_settings().data_dir
+        data_dir = self.settings.data_dir
         result = self.compute(
             data_dir / image.storage_path,
             thumbnail=thumbnail_path(data_dir, image.sha256),
+            image_id=image.id,
         )
         analysis_id = self.store(image.id, result)
         return self._require_db().get(
