@@ -25,6 +25,7 @@ from image_tagger.logging import configure_logging
 from image_tagger.settings import Settings, get_settings
 from image_tagger.uploads.endpoints import router as uploads_router
 from image_tagger.uploads.storage import remove_stale_staging
+from image_tagger.vlm.endpoints import router as costs_router
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +104,7 @@ def create_app() -> FastAPI:
     app.include_router(uploads_router)
     app.include_router(jobs_router)
     app.include_router(images_router)
+    app.include_router(costs_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

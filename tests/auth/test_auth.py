@@ -17,6 +17,7 @@ ADMIN_PATHS = [
     ("GET", "/api/v1/admin/images/1/file"),
     ("GET", "/api/v1/admin/images/1/thumbnail"),
     ("POST", "/api/v1/admin/upload"),
+    ("GET", "/api/v1/admin/costs"),
 ]
 
 
