@@ -68,6 +68,9 @@ class FakeVLM:
         self.faults: deque[str] = deque()
         self.default_mode = "ok"
         self.log: list[LoggedRequest] = []
+        #: The most requests the server was answering at the same time.
+        self.max_in_flight = 0
+        self._in_flight = 0
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(
@@ -101,6 +104,21 @@ class FakeVLM:
     def record(self, entry: LoggedRequest) -> None:
         with self._lock:
             self.log.append(entry)
+
+    def enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def reset(self) -> None:
+        """Forget the log and the in-flight high-water mark."""
+        with self._lock:
+            self.log.clear()
+            self.max_in_flight = self._in_flight
 
     def max_in_window(self, seconds: float = 60.0) -> int:
         """The most requests that arrived within any window of ``seconds``."""
@@ -156,6 +174,13 @@ def _handler_for(fake: FakeVLM) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             arrived = time.monotonic()
+            fake.enter()
+            try:
+                self._answer(arrived)
+            finally:
+                fake.leave()
+
+        def _answer(self, arrived: float) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             json_schema = body.get("response_format", {}).get("json_schema", {})
             tool = json_schema.get("name")

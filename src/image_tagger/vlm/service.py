@@ -15,6 +15,7 @@ import email.utils
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -95,6 +96,11 @@ class VlmService:
         self.slots = threading.BoundedSemaphore(settings.vlm_concurrency)
         self.limiter = RateLimiter(settings.vlm_rpm)
         self.budget = Budget()
+        # The analyzers of one image run at the same time, so that the calls
+        # waiting for a slot always outnumber the slots.
+        self._helpers = ThreadPoolExecutor(
+            max_workers=2 * settings.vlm_concurrency, thread_name_prefix="vlm"
+        )
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -107,9 +113,16 @@ class VlmService:
         }
 
     def analyze(self, jpeg: bytes, context: CallContext) -> dict[str, dict]:
-        """Every analyzer on one image, one after the other."""
+        """Every analyzer on one image, at the same time."""
+        first, *others = ANALYZERS
+        helped = {
+            analyzer.name: self._helpers.submit(self.run, analyzer, jpeg, context)
+            for analyzer in others
+        }
+        outcomes = {first.name: self.run(first, jpeg, context)}
+        outcomes.update({name: future.result() for name, future in helped.items()})
         return {
-            analyzer.name: self.run(analyzer, jpeg, context).model_dump()
+            analyzer.name: outcomes[analyzer.name].model_dump()
             for analyzer in ANALYZERS
         }
 
@@ -331,6 +344,10 @@ def _validated(analyzer: Analyzer, completion) -> _Attempt:
 
 
 def _message(exc: openai.APIStatusError) -> str:
+    """The provider's own error message when it sent one."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"][:300]
     return str(exc.message)[:300]
 
 
