@@ -137,6 +137,9 @@ def describe_invalid_settings(error: ValidationError) -> str:
     """A user-facing account of bad environment variables, one line each."""
     lines = ["invalid settings; fix these environment variables:"]
     for problem in error.errors():
+        if not problem["loc"]:  # a rule across settings: its message names them
+            lines.append(f"  {problem['msg']}")
+            continue
         name = "IMAGE_TAGGER_" + "_".join(str(part) for part in problem["loc"]).upper()
         lines.append(f"  {name}={problem.get('input')!r}: {problem['msg']}")
     return "\n".join(lines)

@@ -333,3 +333,20 @@ def test_two_jobs_with_the_same_new_image_pay_its_calls_once(
         rows = session.scalars(select(ToolUsage)).all()
     assert sorted(row.tool for row in rows) == ["cognitive", "patterns"]
     assert sum(row.cost_usd for row in rows) == Decimal("0.00042")
+
+
+def test_an_unreachable_provider_is_retried_then_an_error(vlm_env, fake):
+    from helpers import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    vlm_env(vlm_base_url=closed, vlm_max_attempts=2)
+    with app_client() as client:
+        job, images = run_images(client, 1)
+        report = costs(client)
+
+    assert job["status"] == "COMPLETED"
+    for outcome in images[0]["analysis"]["vlm"].values():
+        assert outcome["status"] == "error"
+        assert f"cannot reach {closed}" in outcome["reason"]
+        assert "gave up after 2 attempts" in outcome["reason"]
+    assert [row["outcome"] for row in report["recent"]] == ["connection_error"] * 4

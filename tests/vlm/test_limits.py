@@ -149,3 +149,13 @@ def test_retry_after_as_an_http_date():
         429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}
     )
     assert _retry_after(response) == 0.0  # in the past: no wait
+
+
+def test_the_settings_message_names_both_price_variables():
+    from image_tagger.settings import describe_invalid_settings
+
+    with pytest.raises(ValidationError) as caught:
+        Settings(vlm_price_output_per_mtok_usd=1.0)
+    message = describe_invalid_settings(caught.value)
+    assert "IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD" in message
+    assert "IMAGE_TAGGER_=" not in message
