@@ -20,7 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 #: What the server can do with a request (see `FakeVLM.faults`).
-MODES = ("ok", "429", "500", "503", "broken_json", "schema_fail", "slow", "no_usage")
+MODES = (
+    "ok",
+    "429",
+    "500",
+    "503",
+    "broken_json",
+    "schema_fail",
+    "slow",
+    "no_usage",
+    "not_json",
+)
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,8 @@ def _handler_for(fake: FakeVLM) -> type[BaseHTTPRequestHandler]:
             if mode == "slow":
                 time.sleep(fake.slow_seconds)
             data = json.dumps(answer).encode()
+            if mode == "not_json":  # a proxy's error page, say
+                data = b"<html><body>Bad gateway</body></html>"
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

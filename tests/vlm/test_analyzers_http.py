@@ -350,3 +350,33 @@ def test_an_unreachable_provider_is_retried_then_an_error(vlm_env, fake):
         assert f"cannot reach {closed}" in outcome["reason"]
         assert "gave up after 2 attempts" in outcome["reason"]
     assert [row["outcome"] for row in report["recent"]] == ["connection_error"] * 4
+
+
+def test_a_response_that_is_not_json_is_an_error_with_its_reason(vlm_env, fake):
+    fake.default_mode = "not_json"
+    with app_client() as client:
+        job, images = run_images(client, 1)
+        report = costs(client)
+
+    assert job["status"] == "COMPLETED"
+    for outcome in images[0]["analysis"]["vlm"].values():
+        assert outcome["status"] == "error"
+        assert "unreadable response" in outcome["reason"]
+    assert [row["outcome"] for row in report["recent"]] == ["refused"] * 2
+
+
+def test_a_fault_in_the_vlm_stage_keeps_the_metrics(vlm_env, fake, monkeypatch):
+    from image_tagger.vlm.service import VlmService
+
+    def broken(self, jpeg, context):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(VlmService, "analyze", broken)
+    with app_client() as client:
+        job, images = run_images(client, 1)
+
+    assert job["status"] == "COMPLETED"
+    assert set(images[0]["analysis"]["metrics"]) >= STABLE_KEYS
+    for outcome in images[0]["analysis"]["vlm"].values():
+        assert outcome["status"] == "error"
+        assert outcome["reason"] == "the VLM stage failed: RuntimeError: a bug"

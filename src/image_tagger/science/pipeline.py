@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import threading
 import time
-from concurrent.futures import Executor
+from concurrent.futures import CancelledError, Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 from PIL import Image as PILImage
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -38,9 +39,12 @@ from image_tagger.vlm.service import (
     NOT_CONFIGURED,
     VLM_IMAGE_QUALITY,
     CallContext,
+    failed,
     get_vlm,
     skipped,
 )
+
+log = structlog.get_logger(__name__)
 
 PIPELINE_VERSION = "1"
 
@@ -109,6 +113,18 @@ def _decode_for_pipeline_task(
     return decode_for_pipeline(path, thumbnail, metrics=metrics, vlm_image=vlm_image)
 
 
+def _analyze_or_error(vlm, jpeg: bytes, context: CallContext) -> dict[str, Any]:
+    """The VLM analyzers' outcomes; a fault of ours is their error, so the
+    image keeps its metrics (stopping the service still stops the item)."""
+    try:
+        return vlm.analyze(jpeg, context)
+    except CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("vlm.failed", image_id=context.image_id)
+        return failed(f"the VLM stage failed: {type(exc).__name__}: {exc}", vlm.model)
+
+
 class SciencePipeline:
     """Runs the analyzers of ``config`` on images and stores their results."""
 
@@ -170,7 +186,7 @@ class SciencePipeline:
 
         if vlm is not None:
             context = CallContext(image_id=image_id, job_id=job_id, stop=self.stop)
-            result.vlm = vlm.analyze(jpeg, context)
+            result.vlm = _analyze_or_error(vlm, jpeg, context)
         elif self.config.run_vlm:
             result.vlm = skipped(NOT_CONFIGURED)
 

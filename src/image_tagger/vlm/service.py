@@ -78,6 +78,12 @@ def skipped(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
     return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
 
 
+def failed(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every analyzer in error for ``reason``, as stored on an analysis."""
+    outcome = AnalyzerOutcome(status="error", reason=reason, model=model)
+    return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
+
+
 class VlmService:
     """The provider's client and the limits shared by every runner of a process."""
 
@@ -320,8 +326,10 @@ class VlmService:
                     ledger.SERVER_ERROR, reason, retry_after=_retry_after(exc.response)
                 ), None
             return _Attempt(ledger.REFUSED, reason), None
-        except openai.APIResponseValidationError as exc:  # pragma: no cover
-            return _Attempt(ledger.INVALID, f"unreadable response: {exc}"), None
+        except (openai.OpenAIError, ValueError) as exc:
+            # A response the client could not read (not JSON, a wrong shape).
+            reason = f"unreadable response: {type(exc).__name__}: {exc}"
+            return _Attempt(ledger.REFUSED, reason[:500]), None
 
 
 def _validated(analyzer: Analyzer, completion) -> _Attempt:
