@@ -77,6 +77,8 @@ class FakeVLM:
         #: Modes for the next requests, used in order; then `default_mode`.
         self.faults: deque[str] = deque()
         self.default_mode = "ok"
+        #: A mode for every request of one analyzer (by schema name).
+        self.tool_modes: dict[str, str] = {}
         self.log: list[LoggedRequest] = []
         #: The most requests the server was answering at the same time.
         self.max_in_flight = 0
@@ -107,9 +109,11 @@ class FakeVLM:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def next_mode(self) -> str:
+    def next_mode(self, tool: str | None = None) -> str:
         with self._lock:
-            return self.faults.popleft() if self.faults else self.default_mode
+            if self.faults:
+                return self.faults.popleft()
+            return self.tool_modes.get(tool, self.default_mode)
 
     def record(self, entry: LoggedRequest) -> None:
         with self._lock:
@@ -194,7 +198,7 @@ def _handler_for(fake: FakeVLM) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             json_schema = body.get("response_format", {}).get("json_schema", {})
             tool = json_schema.get("name")
-            mode = fake.next_mode()
+            mode = fake.next_mode(tool)
             status, headers, answer = _answer(fake, mode, body, json_schema)
             fake.record(LoggedRequest(at=arrived, tool=tool, mode=mode, status=status))
             time.sleep(fake.latency_seconds)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from image_tagger.db import session_scope
 from image_tagger.jobs.runner import run_upload_job
+from image_tagger.settings import reset_settings
 from image_tagger.vlm.models import ToolUsage
 from image_tagger.vlm.schemas import PATTERN_VOCABULARY
 
@@ -368,7 +369,7 @@ def test_a_response_that_is_not_json_is_an_error_with_its_reason(vlm_env, fake):
 def test_a_fault_in_the_vlm_stage_keeps_the_metrics(vlm_env, fake, monkeypatch):
     from image_tagger.vlm.service import VlmService
 
-    def broken(self, jpeg, context):
+    def broken(self, jpeg, context, **options):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(VlmService, "analyze", broken)
@@ -380,3 +381,63 @@ def test_a_fault_in_the_vlm_stage_keeps_the_metrics(vlm_env, fake, monkeypatch):
     for outcome in images[0]["analysis"]["vlm"].values():
         assert outcome["status"] == "error"
         assert outcome["reason"] == "the VLM stage failed: RuntimeError: a bug"
+
+
+def test_an_image_analysed_before_gets_only_its_missing_vlm_results(vlm_env, fake):
+    fake.tool_modes["patterns"] = "500"
+    vlm_env(vlm_max_attempts=1)
+    photo = jpeg_bytes(5)
+    with app_client() as client:
+        first = upload(client, [("a.jpg", photo)]).json()
+        wait_for_job(client, first["job_id"])
+        image_id = first["image_ids"][0]
+        before = client.get(f"/api/v1/admin/images/{image_id}", headers=ADMIN).json()
+    vlm = before["analysis"]["vlm"]
+    assert (vlm["cognitive"]["status"], vlm["patterns"]["status"]) == ("ok", "error")
+
+    # Uploaded again once the provider is well: only patterns is asked.
+    fake.tool_modes.clear()
+    fake.reset()
+    with app_client() as client:
+        second = upload(client, [("b.jpg", photo)]).json()
+        job = wait_for_job(client, second["job_id"])
+        after = client.get(f"/api/v1/admin/images/{image_id}", headers=ADMIN).json()
+    assert [entry.tool for entry in fake.log] == ["patterns"]
+    assert job["items"][0]["note"] is None
+    vlm = after["analysis"]["vlm"]
+    assert (vlm["cognitive"]["status"], vlm["patterns"]["status"]) == ("ok", "ok")
+    assert vlm["cognitive"] == before["analysis"]["vlm"]["cognitive"]
+    # The metrics are computed again, the same up to float summation order.
+    assert after["analysis"]["metrics"] == pytest.approx(
+        before["analysis"]["metrics"], rel=1e-9
+    )
+
+    # Complete now: a third upload asks nothing.
+    fake.reset()
+    with app_client() as client:
+        third = upload(client, [("c.jpg", photo)]).json()
+        job = wait_for_job(client, third["job_id"])
+    assert fake.log == []
+    assert "already analysed" in job["items"][0]["note"]
+
+
+def test_an_image_analysed_without_a_provider_is_rated_once_one_is_set(
+    vlm_env, fake, monkeypatch
+):
+    monkeypatch.delenv("IMAGE_TAGGER_VLM_MODEL")
+    reset_settings()
+    photo = jpeg_bytes(6)
+    with app_client() as client:
+        first = upload(client, [("a.jpg", photo)]).json()
+        wait_for_job(client, first["job_id"])
+    assert fake.log == []
+
+    vlm_env()
+    with app_client() as client:
+        second = upload(client, [("b.jpg", photo)]).json()
+        wait_for_job(client, second["job_id"])
+        image_id = second["image_ids"][0]
+        image = client.get(f"/api/v1/admin/images/{image_id}", headers=ADMIN).json()
+    assert sorted(entry.tool for entry in fake.log) == ["cognitive", "patterns"]
+    statuses = {name: o["status"] for name, o in image["analysis"]["vlm"].items()}
+    assert statuses == {"cognitive": "ok", "patterns": "ok"}

@@ -142,6 +142,7 @@ class _Work:
     path: Path
     thumbnail: Path
     analysed_by: str | None  # the version of an existing analysis, if any
+    stored_vlm: dict | None = None  # that analysis's VLM outcomes
 
 
 def _claim(
@@ -163,7 +164,7 @@ def _claim(
     )
     if item_id is None:
         return None
-    image_id, sha256, storage_path, analysed_by = session.execute(
+    image_id, sha256, storage_path, analysed_by, stored_vlm = session.execute(
         _ITEM_IMAGE, {"item_id": item_id, "version": pipeline.version}
     ).one()
     return _Work(
@@ -173,12 +174,19 @@ def _claim(
         path=settings.data_dir / storage_path,
         thumbnail=thumbnail_path(settings.data_dir, sha256),
         analysed_by=analysed_by,
+        stored_vlm=stored_vlm,
     )
 
 
 # An item's image, and the version of its analysis by this pipeline if any.
 _ITEM_IMAGE = (
-    select(Image.id, Image.sha256, Image.storage_path, ImageAnalysis.pipeline_version)
+    select(
+        Image.id,
+        Image.sha256,
+        Image.storage_path,
+        ImageAnalysis.pipeline_version,
+        ImageAnalysis.vlm,
+    )
     .join(UploadJobItem, UploadJobItem.image_id == Image.id)
     .outerjoin(
         ImageAnalysis,
@@ -198,13 +206,13 @@ def _process_item(
     started: float,
 ) -> None:
     item_id, job_id = work.item_id, work.job_id
-    if work.analysed_by is None:
+    if _to_analyse(work, pipeline):
         try:
             work = _after_earlier_claims(work, owner=owner, pipeline=pipeline)
         except CancelledError:
             _release(item_id, job_id, owner=owner, reason="the service stopped")
             return
-    if work.analysed_by is not None:
+    if not _to_analyse(work, pipeline):
         note = (
             f"already analysed with pipeline version {work.analysed_by}; "
             "not analysed again"
@@ -223,6 +231,7 @@ def _process_item(
                 thumbnail=work.thumbnail,
                 image_id=work.image_id,
                 job_id=job_id,
+                stored_vlm=work.stored_vlm,
             )
     except ImageDecodeError as exc:
         _fail(item_id, job_id, owner=owner, reason=str(exc), started=started)
@@ -269,6 +278,13 @@ def _process_item(
     )
 
 
+def _to_analyse(work: _Work, pipeline: SciencePipeline) -> bool:
+    """Not analysed by this pipeline version yet, or its VLM results are
+    missing for the configured model (not configured then, budget reached,
+    another model, an error): only those analyzers are asked again."""
+    return work.analysed_by is None or pipeline.vlm_incomplete(work.stored_vlm)
+
+
 def _after_earlier_claims(
     work: _Work, *, owner: str, pipeline: SciencePipeline
 ) -> _Work:
@@ -288,11 +304,11 @@ def _after_earlier_claims(
                 raise CancelledError
             with session_scope() as session:
                 if not service.same_image_claimed_before(session, work.item_id):
-                    analysed_by = session.execute(
+                    *_, analysed_by, stored_vlm = session.execute(
                         _ITEM_IMAGE,
                         {"item_id": work.item_id, "version": pipeline.version},
-                    ).one()[3]
-                    return replace(work, analysed_by=analysed_by)
+                    ).one()
+                    return replace(work, analysed_by=analysed_by, stored_vlm=stored_vlm)
 
 
 def _vlm_note(result: PipelineResult) -> str | None:

@@ -113,11 +113,13 @@ def _decode_for_pipeline_task(
     return decode_for_pipeline(path, thumbnail, metrics=metrics, vlm_image=vlm_image)
 
 
-def _analyze_or_error(vlm, jpeg: bytes, context: CallContext) -> dict[str, Any]:
+def _analyze_or_error(
+    vlm, jpeg: bytes, context: CallContext, kept: dict[str, Any]
+) -> dict[str, Any]:
     """The VLM analyzers' outcomes; a fault of ours is their error, so the
     image keeps its metrics (stopping the service still stops the item)."""
     try:
-        return vlm.analyze(jpeg, context)
+        return vlm.analyze(jpeg, context, kept=kept)
     except CancelledError:
         raise
     except Exception as exc:
@@ -160,12 +162,15 @@ class SciencePipeline:
         thumbnail: Path | None = None,
         image_id: int | None = None,
         job_id: int | None = None,
+        stored_vlm: dict[str, Any] | None = None,
     ) -> PipelineResult:
         """Every enabled analyzer on the file at ``path``; nothing is stored.
 
         With ``thumbnail``, a thumbnail is written there from the same decode.
         The VLM calls are written to the ledger (for ``image_id`` and
         ``job_id``) as they are made: they were paid whatever happens next.
+        Of ``stored_vlm`` (an earlier analysis's VLM outcomes), those that are
+        ``ok`` for the configured model are kept, not asked again.
         """
         started = time.perf_counter()
         result = PipelineResult()
@@ -186,12 +191,18 @@ class SciencePipeline:
 
         if vlm is not None:
             context = CallContext(image_id=image_id, job_id=job_id, stop=self.stop)
-            result.vlm = _analyze_or_error(vlm, jpeg, context)
+            kept = vlm.reusable(stored_vlm)
+            result.vlm = _analyze_or_error(vlm, jpeg, context, kept)
         elif self.config.run_vlm:
             result.vlm = skipped(NOT_CONFIGURED)
 
         result.seconds = time.perf_counter() - started
         return result
+
+    def vlm_incomplete(self, stored_vlm: dict[str, Any] | None) -> bool:
+        """A provider is configured and ``stored_vlm`` lacks an ``ok`` result of
+        its model for some analyzer."""
+        return self.vlm is not None and not self.vlm.complete(stored_vlm)
 
     def ensure_thumbnail(self, path: Path, thumbnail: Path) -> None:
         """Make the thumbnail of an already analysed image if it is missing."""

@@ -118,19 +118,41 @@ class VlmService:
             f"quality {VLM_IMAGE_QUALITY}",
         }
 
-    def analyze(self, jpeg: bytes, context: CallContext) -> dict[str, dict]:
-        """Every analyzer on one image, at the same time."""
-        first, *others = ANALYZERS
-        helped = {
-            analyzer.name: self._helpers.submit(self.run, analyzer, jpeg, context)
-            for analyzer in others
-        }
-        outcomes = {first.name: self.run(first, jpeg, context)}
-        outcomes.update({name: future.result() for name, future in helped.items()})
+    def reusable(self, stored: dict[str, Any] | None) -> dict[str, dict]:
+        """The outcomes of ``stored`` that are ``ok`` for this model."""
         return {
-            analyzer.name: outcomes[analyzer.name].model_dump()
-            for analyzer in ANALYZERS
+            name: outcome
+            for name, outcome in (stored or {}).items()
+            if outcome.get("status") == "ok" and outcome.get("model") == self.model
         }
+
+    def complete(self, stored: dict[str, Any] | None) -> bool:
+        """Every analyzer has an ``ok`` result of this model in ``stored``."""
+        kept = self.reusable(stored)
+        return all(analyzer.name in kept for analyzer in ANALYZERS)
+
+    def analyze(
+        self,
+        jpeg: bytes,
+        context: CallContext,
+        *,
+        kept: dict[str, dict] | None = None,
+    ) -> dict[str, dict]:
+        """Every analyzer on one image, at the same time; those in ``kept``
+        (earlier ``ok`` outcomes) are not asked again."""
+        kept = kept or {}
+        todo = [analyzer for analyzer in ANALYZERS if analyzer.name not in kept]
+        outcomes = dict(kept)
+        if todo:
+            first, *others = todo
+            helped = {
+                analyzer.name: self._helpers.submit(self.run, analyzer, jpeg, context)
+                for analyzer in others
+            }
+            outcomes[first.name] = self.run(first, jpeg, context).model_dump()
+            for name, future in helped.items():
+                outcomes[name] = future.result().model_dump()
+        return {analyzer.name: outcomes[analyzer.name] for analyzer in ANALYZERS}
 
     def run(
         self,
