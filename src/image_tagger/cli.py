@@ -386,8 +386,8 @@ def vlm_check(
     """Make one real call to the configured provider and show what it answered,
     its tokens and its cost (the call is written to the ledger)."""
     from image_tagger.science.pipeline import decode_for_pipeline
-    from image_tagger.vlm.analyzers import COGNITIVE
-    from image_tagger.vlm.service import NOT_CONFIGURED, CallContext, get_vlm
+    from image_tagger.vlm.analyzers import COGNITIVE, NOT_CONFIGURED
+    from image_tagger.vlm.service import CallContext, get_vlm
 
     _prepare()
     settings = get_settings()

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import CancelledError, Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from PIL import Image as PILImage
@@ -35,14 +35,15 @@ from image_tagger.science.compute import (
     compute_metrics,
 )
 from image_tagger.settings import Settings, get_settings
-from image_tagger.vlm.service import (
+from image_tagger.vlm.analyzers import (
     NOT_CONFIGURED,
     VLM_IMAGE_QUALITY,
-    CallContext,
     failed,
-    get_vlm,
     skipped,
 )
+
+if TYPE_CHECKING:
+    from image_tagger.vlm.service import CallContext, VlmService
 
 log = structlog.get_logger(__name__)
 
@@ -113,8 +114,18 @@ def _decode_for_pipeline_task(
     return decode_for_pipeline(path, thumbnail, metrics=metrics, vlm_image=vlm_image)
 
 
+def _vlm_service(settings: Settings) -> VlmService | None:
+    """The process's VLM service, or None; the provider's client is imported
+    only where it is used (not in the analysis processes)."""
+    if not settings.vlm_configured:
+        return None
+    from image_tagger.vlm.service import get_vlm
+
+    return get_vlm(settings)
+
+
 def _analyze_or_error(
-    vlm, jpeg: bytes, context: CallContext, kept: dict[str, Any]
+    vlm: VlmService, jpeg: bytes, context: CallContext, kept: dict[str, Any]
 ) -> dict[str, Any]:
     """The VLM analyzers' outcomes; a fault of ours is their error, so the
     image keeps its metrics (stopping the service still stops the item)."""
@@ -146,7 +157,7 @@ class SciencePipeline:
         self.executor = executor
         self.settings = settings or get_settings()
         self.stop = stop or threading.Event()
-        self.vlm = get_vlm(self.settings) if config.run_vlm else None
+        self.vlm = _vlm_service(self.settings) if config.run_vlm else None
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -190,6 +201,8 @@ class SciencePipeline:
                 result.metric_notes = metrics.notes
 
         if vlm is not None:
+            from image_tagger.vlm.service import CallContext
+
             context = CallContext(image_id=image_id, job_id=job_id, stop=self.stop)
             kept = vlm.reusable(stored_vlm)
             result.vlm = _analyze_or_error(vlm, jpeg, context, kept)

@@ -14,12 +14,22 @@ from pydantic import BaseModel
 
 from image_tagger.vlm.schemas import (
     PATTERN_VOCABULARY,
+    AnalyzerOutcome,
     CognitiveRating,
     PatternsRating,
 )
 
 #: Changes when an analyzer's instructions or schema change (stored with results).
 PROMPTS_VERSION = 1
+
+#: The JPEG quality of the image sent to the model, which is the image the
+#: metrics measure: sRGB, colours as decoded, long side at most 1024 px.
+VLM_IMAGE_QUALITY = 90
+
+NOT_CONFIGURED = (
+    "no VLM provider is configured: set IMAGE_TAGGER_VLM_MODEL and "
+    "IMAGE_TAGGER_VLM_BASE_URL (and IMAGE_TAGGER_VLM_API_KEY if it needs one)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,3 +81,15 @@ PATTERNS = Analyzer(
 
 #: Every analyzer, in the order they run and are stored.
 ANALYZERS: tuple[Analyzer, ...] = (COGNITIVE, PATTERNS)
+
+
+def skipped(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every analyzer skipped for ``reason``, as stored on an analysis."""
+    outcome = AnalyzerOutcome(status="skipped", reason=reason, model=model)
+    return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
+
+
+def failed(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every analyzer in error for ``reason``, as stored on an analysis."""
+    outcome = AnalyzerOutcome(status="error", reason=reason, model=model)
+    return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}

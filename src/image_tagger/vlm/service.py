@@ -26,21 +26,17 @@ from pydantic import ValidationError
 
 from image_tagger.settings import Settings
 from image_tagger.vlm import ledger
-from image_tagger.vlm.analyzers import ANALYZERS, PROMPTS_VERSION, Analyzer
+from image_tagger.vlm.analyzers import (
+    ANALYZERS,
+    PROMPTS_VERSION,
+    VLM_IMAGE_QUALITY,
+    Analyzer,
+)
 from image_tagger.vlm.limits import Budget, RateLimiter, Stopped
 from image_tagger.vlm.pricing import base_url, call_cost, provider_name
 from image_tagger.vlm.schemas import AnalyzerOutcome
 
 log = structlog.get_logger(__name__)
-
-#: Long side, in pixels, of the JPEG sent to the model: the analysis image the
-#: metrics measure (sRGB, colours as decoded), at this JPEG quality.
-VLM_IMAGE_QUALITY = 90
-
-NOT_CONFIGURED = (
-    "no VLM provider is configured: set IMAGE_TAGGER_VLM_MODEL and "
-    "IMAGE_TAGGER_VLM_BASE_URL (and IMAGE_TAGGER_VLM_API_KEY if it needs one)"
-)
 
 
 @dataclass
@@ -70,18 +66,6 @@ class CallContext:
     stop: threading.Event = field(default_factory=threading.Event)
     #: Every ledger record written for the calls made, in order.
     calls: list[ledger.CallRecord] = field(default_factory=list)
-
-
-def skipped(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
-    """Every analyzer skipped for ``reason``, as stored on an analysis."""
-    outcome = AnalyzerOutcome(status="skipped", reason=reason, model=model)
-    return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
-
-
-def failed(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
-    """Every analyzer in error for ``reason``, as stored on an analysis."""
-    outcome = AnalyzerOutcome(status="error", reason=reason, model=model)
-    return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
 
 
 class VlmService:
