@@ -441,3 +441,31 @@ def test_an_image_analysed_without_a_provider_is_rated_once_one_is_set(
     assert sorted(entry.tool for entry in fake.log) == ["cognitive", "patterns"]
     statuses = {name: o["status"] for name, o in image["analysis"]["vlm"].items()}
     assert statuses == {"cognitive": "ok", "patterns": "ok"}
+
+
+def test_a_runner_waiting_on_a_dead_runners_image_takes_over(vlm_env, fake):
+    from image_tagger.jobs import service
+
+    vlm_env(queue="none", lease_seconds=1)
+    photo = jpeg_bytes(7)
+    with app_client() as client:
+        first = upload(client, [("a.jpg", photo)]).json()
+        second = upload(client, [("b.jpg", photo)]).json()
+    with session_scope(write=True) as session:  # a runner that then dies
+        assert service.claim_next_item(
+            session, first["job_id"], owner="dead", lease_seconds=1
+        )
+
+    # The second job's runner waits for the dead claim, then analyses.
+    stop, outcome = threading.Event(), []
+    runner = threading.Thread(
+        target=lambda: outcome.append(run_upload_job(second["job_id"], stop=stop))
+    )
+    runner.start()
+    runner.join(timeout=30)
+    stop.set()
+    runner.join()
+    assert outcome[0].status == "COMPLETED"
+    assert sorted(entry.tool for entry in fake.log) == ["cognitive", "patterns"]
+    assert run_upload_job(first["job_id"]).status == "COMPLETED"
+    assert len(fake.log) == 2

@@ -290,18 +290,26 @@ def _after_earlier_claims(
 ) -> _Work:
     """Wait while another runner analyses the same image (claimed first), then
     say whether it left an analysis: an image is never analysed, nor its model
-    calls paid, twice at the same time."""
+    calls paid, twice at the same time. If that runner died, its item goes
+    back to pending when its lease expires, and this one goes on."""
     with session_scope() as session:
         if not service.same_image_claimed_before(session, work.item_id):
             return work
     log.info("item.waiting_for_same_image", job_id=work.job_id, item_id=work.item_id)
     settings = pipeline.settings
+    recovered = time.monotonic()
     with LeaseHeartbeat(
         work.item_id, owner=owner, lease_seconds=settings.lease_seconds
     ):
         while True:
             if pipeline.stop.wait(0.25):
                 raise CancelledError
+            if time.monotonic() - recovered > settings.lease_seconds / 3:
+                recovered = time.monotonic()
+                with session_scope(write=True) as session:
+                    service.recover_expired_leases(
+                        session, max_attempts=settings.max_attempts
+                    )
             with session_scope() as session:
                 if not service.same_image_claimed_before(session, work.item_id):
                     *_, analysed_by, stored_vlm = session.execute(
