@@ -27,6 +27,7 @@ from image_tagger.monitoring import router as monitoring_router
 from image_tagger.settings import Settings, get_settings
 from image_tagger.uploads.endpoints import router as uploads_router
 from image_tagger.uploads.storage import remove_stale_staging
+from image_tagger.vlm.endpoints import router as costs_router
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +109,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(images_router)
     app.include_router(monitoring_router)
+    app.include_router(costs_router)
     mount_cockpit(app)
 
     @app.get("/healthz", tags=["health"])

@@ -33,6 +33,8 @@ token_app = typer.Typer(
     help="Create, list and revoke API tokens.", no_args_is_help=True
 )
 app.add_typer(token_app, name="token")
+vlm_app = typer.Typer(help="The VLM provider: check its set-up.", no_args_is_help=True)
+app.add_typer(vlm_app, name="vlm")
 
 # Tables stay readable when the output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -329,7 +331,7 @@ def reanalyze(
         typer.Option(
             "--all",
             help="Every stored image, even those the current version has analysed "
-            "(VLM analyzers are called, and paid for, again)",
+            "(VLM results already stored from the configured model are kept)",
         ),
     ] = False,
     wait: Annotated[bool, typer.Option(help="Run the job here and wait")] = True,
@@ -454,6 +456,75 @@ def token_list() -> None:
                 row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
             )
     console.print(table)
+
+
+@vlm_app.command("check")
+def vlm_check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="A photo to send (default: a small drawn facade)"),
+    ] = None,
+) -> None:
+    """Make one real call to the configured provider and show what it answered,
+    its tokens and its cost (the call is written to the ledger)."""
+    from image_tagger.science.pipeline import decode_for_pipeline
+    from image_tagger.vlm.analyzers import COGNITIVE, NOT_CONFIGURED
+    from image_tagger.vlm.service import CallContext, get_vlm
+
+    _prepare()
+    settings = get_settings()
+    vlm = get_vlm(settings)
+    if vlm is None:
+        err.print(NOT_CONFIGURED)
+        raise typer.Exit(2)
+    if file is None:
+        jpeg = _drawn_facade()
+    else:
+        try:
+            _metrics, jpeg = decode_for_pipeline(
+                file, None, metrics=False, vlm_image=True
+            )
+        except (OSError, ValueError) as exc:
+            err.print(f"{file}: {exc}")
+            raise typer.Exit(2) from None
+
+    console.print(
+        f"asking {vlm.model} at {settings.vlm_base_url or 'OpenAI'} "
+        f"(provider {vlm.provider}) to rate {file or 'a drawn facade'} ..."
+    )
+    context = CallContext()
+    outcome = vlm.run(COGNITIVE, jpeg, context, tool="check")
+    for number, call in enumerate(context.calls, 1):
+        cost = "unknown price" if call.cost_usd is None else f"${call.cost_usd:.6f}"
+        console.print(
+            f"call {number}: {call.outcome}, {call.latency_ms:.0f} ms, "
+            f"{call.input_tokens} input + {call.output_tokens} output tokens, "
+            f"{cost}" + (f"\n  {call.error}" if call.error else ""),
+            highlight=False,
+        )
+    if outcome.status != "ok":
+        err.print(f"{outcome.status}: {outcome.reason}", highlight=False)
+        raise typer.Exit(1)
+    console.print_json(data=outcome.result)
+
+
+def _drawn_facade() -> bytes:
+    """A small drawing of a house front under a sky, as a JPEG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (512, 384), (150, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 300, 512, 384), fill=(90, 140, 70))
+    draw.rectangle((120, 150, 392, 320), fill=(200, 170, 130))
+    draw.polygon([(100, 150), (256, 60), (412, 150)], fill=(150, 60, 50))
+    draw.rectangle((230, 240, 282, 320), fill=(90, 60, 40))
+    for left in (150, 320):
+        draw.rectangle((left, 180, left + 45, 225), fill=(240, 240, 220))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ ADMIN_PATHS = [
     ("POST", "/api/v1/admin/upload/jobs/reanalyze"),
     ("GET", "/api/v1/admin/upload/jobs/1/export"),
     ("GET", "/api/v1/admin/upload/jobs/1/events"),
+    ("GET", "/api/v1/admin/costs"),
 ]
 
 

@@ -556,3 +556,25 @@ def _aware(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment
+
+
+def same_image_claimed_before(session: Session, item_id: int) -> bool:
+    """Another item of this item's image is running and was claimed first.
+
+    Two jobs can hold the same new image (uploads at the same moment); the
+    later claim waits for the earlier one, so the image is analysed, and its
+    model calls paid, once. Claims are ordered by start time, then id.
+    """
+    mine = select(I.image_id, I.started_at).where(I.id == item_id).subquery()
+    earlier = (
+        select(I.id)
+        .join(mine, I.image_id == mine.c.image_id)
+        .where(
+            I.id != item_id,
+            I.status == ItemStatus.RUNNING,
+            (I.started_at < mine.c.started_at)
+            | ((I.started_at == mine.c.started_at) & (I.id < item_id)),
+        )
+        .limit(1)
+    )
+    return session.scalar(earlier) is not None
