@@ -1,6 +1,8 @@
 """Every benchmark, one after another: ``make bench``."""
 
-from bench import job_speed
+from bench import job_speed, upload_load, upload_memory
 
 if __name__ == "__main__":
     job_speed.main()
+    upload_load.main()
+    upload_memory.main()
