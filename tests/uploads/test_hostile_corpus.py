@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import uuid
 
+import httpx2
 import pytest
 from corpus import Case, corpus
-from helpers import ADMIN, ROOT, jpeg_bytes, upload, wait_for_job
+from helpers import (
+    ADMIN,
+    ROOT,
+    ServerProcess,
+    child_env,
+    jpeg_bytes,
+    upload,
+    wait_for_job,
+)
+from load import problems_in_log
 
 from image_tagger.settings import reset_settings
 
@@ -45,17 +55,36 @@ def post_raw(client, files):
     )
 
 
-@pytest.fixture
-def limited_client(client, monkeypatch):
+@pytest.fixture(params=["in-process", "server"])
+def limited_http(request, data_dir, monkeypatch, tmp_path_factory):
+    """A client of the app with a 1 MB file limit: in this process (through
+    ASGI, server errors raised), or a server process over TCP."""
     monkeypatch.setenv("IMAGE_TAGGER_MAX_UPLOAD_BYTES", str(SIZE_LIMIT))
     reset_settings()
-    return client
+    if request.param == "in-process":
+        yield request.getfixturevalue("client")
+        return
+
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = child_env(
+        data_dir,
+        IMAGE_TAGGER_AUTH_MODE="header",
+        IMAGE_TAGGER_MAX_UPLOAD_BYTES=str(SIZE_LIMIT),
+    )
+    server = ServerProcess(env, log)
+    server.start()
+    try:
+        with httpx2.Client(base_url=server.url, timeout=120) as http:
+            yield http
+    finally:
+        server.stop()
+    assert problems_in_log(log.read_text()) == []
 
 
 def test_every_hostile_file_gets_its_own_outcome_and_the_batch_survives(
-    limited_client, data_dir, tmp_path
+    limited_http, data_dir, tmp_path
 ):
-    client = limited_client
+    client = limited_http
     cases = corpus()
     outside = tmp_path / "outside"
     cases.append(
@@ -193,4 +222,15 @@ def test_one_file_past_the_default_count_is_a_413_and_nothing_is_kept(client, da
     assert "more than 500 files" in detail
     assert "IMAGE_TAGGER_MAX_FILES_PER_UPLOAD" in detail
     assert client.get("/api/v1/admin/upload/jobs", headers=ADMIN).json()["jobs"] == []
+    assert list((data_dir / "tmp").iterdir()) == []
+
+
+def test_a_part_header_past_the_parser_limit_is_a_400(client, data_dir):
+    # A 20 kB file name: the multipart parser bounds each header line (4 kB),
+    # so a hostile header cannot grow the server's memory.
+    response = post_raw(client, [("a" * 20_000 + ".jpg", jpeg_bytes(140))])
+
+    assert response.status_code == 400
+    assert "could not be read" in response.json()["detail"]
+    assert list((data_dir / "images").rglob("*")) == []
     assert list((data_dir / "tmp").iterdir()) == []
