@@ -209,6 +209,14 @@ def corpus() -> list[Case]:
             "FAILED",
         ),
         Case(
+            "an image format the service does not take",
+            "icon.png",
+            encode(Image.new("RGB", (16, 16), RED_RGB), "ICO"),
+            "rejected",
+            ("image format ICO is not supported", "convert it to JPEG or PNG"),
+            "FAILED",
+        ),
+        Case(
             "gif with html appended",
             "polyglot.gif",
             encode(Image.new("RGB", (16, 16), RED_RGB), "GIF")
