@@ -1,8 +1,9 @@
 """The baseline for upload speed: an endpoint that only streams parts to disk.
 
 Each part of a multipart request is written to its own file as it arrives,
-with the same streaming parser the service uses, and nothing else happens: no
-hashing, no checks, no database. Run with ``python -m bench.bare_upload PORT DIR``.
+with the same streaming parser the service uses, parsing and writing off the
+event loop as the service does, and nothing else happens: no hashing, no
+checks, no database. Run with ``python -m bench.bare_upload PORT DIR``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import uvicorn
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
@@ -44,7 +46,7 @@ def make_app(folder: Path) -> Starlette:
             },
         )
         async for chunk in request.stream():
-            parser.write(chunk)
+            await run_in_threadpool(parser.write, chunk)
         parser.finalize()
         for handle in files:
             Path(handle.name).unlink()

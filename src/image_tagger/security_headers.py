@@ -87,6 +87,5 @@ def swagger_init_script(*, openapi_url: str) -> str:
     }
     return (
         f"window.ui = SwaggerUIBundle(Object.assign({json.dumps(options)}, "
-        "{presets: [SwaggerUIBundle.presets.apis, "
-        "SwaggerUIBundle.SwaggerUIStandalonePreset]}));\n"
+        "{presets: [SwaggerUIBundle.presets.apis]}));\n"
     )
