@@ -1,4 +1,5 @@
-"""Many clients uploading at once to a real server on SQLite: nothing lost.
+"""Uploads to a real server process: many clients at once on SQLite, a client
+that goes away; nothing lost, nothing left behind.
 
 The full size (20 clients of 10 images) runs in ``make bench``; this is the
 same code with fewer clients.
@@ -6,7 +7,11 @@ same code with fewer clients.
 
 from __future__ import annotations
 
-from helpers import ServerProcess, child_env
+import socket
+import time
+
+import httpx2
+from helpers import ServerProcess, child_env, jpeg_bytes
 from load import concurrent_uploads, problems_in_log
 from sqlalchemy import func, select
 
@@ -47,4 +52,45 @@ def test_clients_uploading_at_once_all_get_their_images_stored_and_analysed(
         )
         assert analysed == clients * per_client
     assert len(list((data_dir / "images").rglob("*.jpg"))) == clients * per_client
+    assert problems_in_log(log.read_text()) == []
+
+
+def test_a_client_that_goes_away_mid_upload_leaves_nothing_behind(data_dir, tmp_path):
+    log = tmp_path / "server.log"
+    server = ServerProcess(
+        child_env(data_dir, IMAGE_TAGGER_AUTH_MODE="header"), log_path=log
+    )
+    server.start()
+    try:
+        photo = jpeg_bytes(70, size=(1600, 1200))
+        head = (
+            b'--B\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"'
+            b"\r\n\r\n"
+        )
+        request = (
+            b"POST /api/v1/admin/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"X-User-Role: admin\r\n"
+            b"Content-Type: multipart/form-data; boundary=B\r\n"
+            + f"Content-Length: {len(head) + len(photo) + 10}\r\n\r\n".encode()
+        )
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(request + head + photo[: len(photo) // 2])
+            time.sleep(0.5)  # the server has begun staging the file
+
+        deadline = time.monotonic() + 10
+        while list((data_dir / "tmp").iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list((data_dir / "tmp").iterdir()) == []
+        after = httpx2.post(
+            f"{server.url}/api/v1/admin/upload",
+            headers={"X-User-Role": "admin"},
+            files=[("files", ("b.jpg", jpeg_bytes(71), "image/jpeg"))],
+        )
+        assert after.status_code == 202
+    finally:
+        server.stop()
+
+    assert list((data_dir / "images").rglob("*.jpg")) != []
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Image)) == 1
     assert problems_in_log(log.read_text()) == []
