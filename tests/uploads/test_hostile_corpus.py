@@ -234,3 +234,33 @@ def test_a_part_header_past_the_parser_limit_is_a_400(client, data_dir):
     assert "could not be read" in response.json()["detail"]
     assert list((data_dir / "images").rglob("*")) == []
     assert list((data_dir / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("disposition", "content", "kept"),
+    [
+        (b"filename*=UTF-8''caf%C3%A9%20%E6%9D%B1.jpg", "photo", "café 東.jpg"),
+        (b'filename="caf\xe9.jpg"', "photo", "caf\ufffd.jpg"),
+        (b'filename=""', "empty", "unnamed"),
+        (b'filename="\\"quoted\\".jpg"', "photo", '"quoted".jpg'),
+    ],
+)
+def test_unusual_name_encodings_are_read_as_data(client, disposition, content, kept):
+    data = jpeg_bytes(150) if content == "photo" else b""
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="files"; '
+        + disposition
+        + b"\r\n\r\n"
+        + data
+        + b"\r\n--B--\r\n"
+    )
+    response = client.post(
+        "/api/v1/admin/upload",
+        content=body,
+        headers={**ADMIN, "Content-Type": "multipart/form-data; boundary=B"},
+    )
+
+    assert response.status_code == 202
+    verdict = response.json()["files"][0]
+    assert verdict["filename"] == kept
+    assert verdict["status"] == ("accepted" if data else "rejected")
