@@ -35,7 +35,11 @@ def running(data_dir):
 
     app = create_app()
     with TestClient(app) as client:
-        yield client, schemathesis.openapi.from_asgi("/openapi.json", app)
+        # Loaded from the app object, so requests go to this running app
+        # (through ASGI) without starting its lifespan a second time.
+        schema = schemathesis.openapi.from_dict(app.openapi())
+        schema.app = app
+        yield client, schema
 
 
 @pytest.fixture

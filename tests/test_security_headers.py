@@ -96,3 +96,26 @@ def test_the_docs_page_loads_only_its_own_files_and_no_inline_script(client):
     assert init.headers["content-type"].startswith("text/javascript")
     assert '"url": "/openapi.json"' in init.text
     assert '"validatorUrl": null' in init.text
+
+
+def test_stored_files_are_unreachable_without_auth(client, data_dir):
+    body = upload(client, [("a.jpg", jpeg_bytes(8))]).json()
+    image_id, sha = body["image_ids"][0], body["files"][0]["sha256"]
+    relative = f"images/{sha[:2]}/{sha[2:4]}/{sha}.jpg"
+    assert (data_dir / relative).is_file()
+
+    for path in (
+        f"/api/v1/admin/images/{image_id}/file",
+        f"/api/v1/admin/images/{image_id}/thumbnail",
+    ):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"X-User-Role": "tagger"}).status_code == 403
+    for guess in (
+        f"/{relative}",
+        f"/data/{relative}",
+        f"/docs-assets/../{relative}",
+        f"/docs-assets/..%2f..%2f{relative}",
+        f"/admin/{relative}",
+        f"/admin/..%2f{relative}",
+    ):
+        assert client.get(guess).status_code == 404, guess
