@@ -135,7 +135,14 @@ def corpus() -> list[Case]:
             "good photo 2", "photo2.jpg", jpeg_bytes(102), "accepted", item="COMPLETED"
         ),
         Case("empty", "empty.jpg", b"", "rejected", ("file is empty",), "FAILED"),
-        Case("only a signature", "cut.jpg", b"\xff\xd8\xff", "rejected", (), "FAILED"),
+        Case(
+            "only a signature",
+            "cut.jpg",
+            b"\xff\xd8\xff",
+            "rejected",
+            not_image,
+            "FAILED",
+        ),
         Case(
             "truncated jpeg",
             "half.jpg",

@@ -16,6 +16,7 @@ from corpus import Case, corpus
 from helpers import (
     ADMIN,
     ROOT,
+    STABLE_KEYS,
     ServerProcess,
     child_env,
     jpeg_bytes,
@@ -153,6 +154,7 @@ def _check_image(client, case: Case, image_id: int) -> None:
     if case.upright_size:
         assert (image["width"], image["height"]) == case.upright_size, case.name
     metrics = image["analysis"]["metrics"]
+    assert set(metrics) >= STABLE_KEYS, case.name
     for key, (low, high) in case.metrics.items():
         assert low <= metrics[key] <= high, (case.name, key, metrics[key])
 
