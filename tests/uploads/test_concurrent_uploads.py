@@ -8,10 +8,11 @@ same code with fewer clients.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import httpx2
-from helpers import ServerProcess, child_env, jpeg_bytes
+from helpers import ADMIN, ServerProcess, child_env, jpeg_bytes, wait_for_job
 from load import concurrent_uploads, problems_in_log
 from sqlalchemy import func, select
 
@@ -93,4 +94,56 @@ def test_a_client_that_goes_away_mid_upload_leaves_nothing_behind(data_dir, tmp_
     assert list((data_dir / "images").rglob("*.jpg")) != []
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Image)) == 1
+    assert problems_in_log(log.read_text()) == []
+
+
+def test_clients_sending_the_same_photos_at_once_share_one_image_each(
+    data_dir, tmp_path
+):
+    clients, photos = 6, [jpeg_bytes(80 + n, size=(800, 600)) for n in range(4)]
+    log = tmp_path / "server.log"
+    server = ServerProcess(
+        child_env(data_dir, IMAGE_TAGGER_AUTH_MODE="header"), log_path=log
+    )
+    server.start()
+    answers: list[dict] = []
+    start = threading.Barrier(clients)
+
+    def send(client: int) -> None:
+        files = [
+            ("files", (f"c{client}-{n}.jpg", data, "image/jpeg"))
+            for n, data in enumerate(photos)
+        ]
+        start.wait()
+        response = httpx2.post(
+            f"{server.url}/api/v1/admin/upload",
+            headers={"X-User-Role": "admin"},
+            files=files,
+            timeout=120,
+        )
+        assert response.status_code == 202, response.text
+        answers.append(response.json())
+
+    try:
+        threads = [threading.Thread(target=send, args=(c,)) for c in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with httpx2.Client(base_url=server.url, headers=ADMIN) as http:
+            jobs = [wait_for_job(http, answer["job_id"]) for answer in answers]
+    finally:
+        server.stop()
+
+    assert len(answers) == clients
+    for n in range(len(photos)):
+        statuses = sorted(answer["files"][n]["status"] for answer in answers)
+        assert statuses == ["accepted"] + ["duplicate"] * (clients - 1)
+        assert len({answer["files"][n]["image_id"] for answer in answers}) == 1
+    assert {job["status"] for job in jobs} == {"COMPLETED"}
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Image)) == len(photos)
+        assert session.scalar(select(func.count()).select_from(ImageAnalysis)) == len(
+            photos
+        )
     assert problems_in_log(log.read_text()) == []
