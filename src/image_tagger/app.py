@@ -15,6 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from image_tagger import __version__
 from image_tagger.auth.service import create_token, has_admin_token
+from image_tagger.cockpit.endpoints import mount_cockpit, sign_in_link
 from image_tagger.db import get_engine, session_scope
 from image_tagger.images.endpoints import router as images_router
 from image_tagger.images.formats import apply_pixel_limit
@@ -67,7 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "\nNo admin token existed, so one was created (it is shown only once):\n"
             f"    {token}\n"
             f"Send it as 'Authorization: Bearer {token[:8]}...' to {base}/api/v1/admin/"
-            f"\nor use it in the API documentation at {base}/docs (Authorize).\n",
+            f"\nor use it in the API documentation at {base}/docs (Authorize).\n"
+            "Open the Admin Cockpit with this link (it signs in that browser tab):\n"
+            f"    {sign_in_link(base, token)}\n",
             file=sys.stderr,
             flush=True,
         )
@@ -109,6 +112,7 @@ def create_app() -> FastAPI:
     app.include_router(uploads_router)
     app.include_router(jobs_router)
     app.include_router(images_router)
+    mount_cockpit(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
