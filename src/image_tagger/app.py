@@ -23,7 +23,6 @@ from image_tagger.jobs.backends import create_backend
 from image_tagger.jobs.endpoints import router as jobs_router
 from image_tagger.logging import configure_logging
 from image_tagger.security_headers import (
-    DOCS_CONTENT_SECURITY_POLICY,
     SecurityHeadersMiddleware,
     swagger_init_script,
     swagger_page,
@@ -142,8 +141,7 @@ def _serve_docs_offline(app: FastAPI) -> None:
         page = swagger_page(
             title=f"{app.title} API", assets=DOCS_ASSETS, init_url="/docs/init.js"
         )
-        csp = {"Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY}
-        return HTMLResponse(page, headers=csp)
+        return HTMLResponse(page)
 
     @app.get("/docs/init.js", include_in_schema=False)
     def docs_init() -> Response:

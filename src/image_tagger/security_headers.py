@@ -3,7 +3,8 @@
 Pages of this service (the admin cockpit, the API documentation) load scripts
 and styles only from files the service serves itself: no inline script or
 style, no framing by other sites, no referrer sent elsewhere, no content-type
-sniffing. A response that sets its own header (the stored image files, with
+sniffing. Swagger UI works under this policy once the script that starts it
+is a file of its own. A response that sets its own header (the stored image files, with
 their stricter sandbox policy) keeps it.
 """
 
@@ -17,13 +18,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-
-# Swagger UI sets style attributes in its markup and draws icons from data:
-# URLs; its scripts still come only from this service.
-DOCS_CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 SECURITY_HEADERS = {
