@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
@@ -24,6 +23,11 @@ from image_tagger.jobs.backends import create_backend
 from image_tagger.jobs.endpoints import router as jobs_router
 from image_tagger.logging import configure_logging
 from image_tagger.monitoring import router as monitoring_router
+from image_tagger.security_headers import (
+    SecurityHeadersMiddleware,
+    swagger_init_script,
+    swagger_page,
+)
 from image_tagger.settings import Settings, get_settings
 from image_tagger.uploads.endpoints import router as uploads_router
 from image_tagger.uploads.storage import remove_stale_staging
@@ -104,6 +108,7 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     _serve_docs_offline(app)
     app.include_router(uploads_router)
     app.include_router(jobs_router)
@@ -137,13 +142,15 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
-            title=f"{app.title} API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        page = swagger_page(
+            title=f"{app.title} API", assets=DOCS_ASSETS, init_url="/docs/init.js"
         )
+        return HTMLResponse(page)
+
+    @app.get("/docs/init.js", include_in_schema=False)
+    def docs_init() -> Response:
+        script = swagger_init_script(openapi_url=app.openapi_url)
+        return Response(script, media_type="text/javascript")
 
 
 def _database_health() -> dict:

@@ -13,8 +13,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from image_tagger.settings import (
@@ -164,7 +166,9 @@ def ingest(
     )
     for verdict in verdicts:
         if verdict.status == "rejected":
-            console.print(f"  rejected {verdict.filename}: {verdict.reason}")
+            console.print(
+                f"  rejected {escape(verdict.filename)}: {escape(verdict.reason)}"
+            )
 
     if settings.queue == "none" or not wait:
         console.print(
@@ -263,10 +267,10 @@ def _print_job_table(job_id: int) -> None:
                 metrics = analysis.metrics if analysis else {}
             table.add_row(
                 str(item.id),
-                item.filename,
+                Text(item.filename),  # names are data, never markup
                 item.status,
                 *(_fmt(metrics.get(key)) for key in SUMMARY_METRICS),
-                item.error_message or item.note or "",
+                Text(item.error_message or item.note or ""),
             )
         console.print(table)
         console.print(

@@ -168,9 +168,9 @@ def test_no_token_asks_to_sign_in_and_a_pasted_token_works(server, page_for):
     assert "missing bearer token" in page.locator("#sign-in-reason").inner_text()
     page.fill("#token-input", "itk_wrong")
     page.press("#token-input", "Enter")
-    page.wait_for_function(
-        "document.querySelector('#sign-in-reason').textContent.includes('invalid')"
-    )
+    # A locator waits without evaluating a string, which the page's policy
+    # (no 'unsafe-eval') would refuse whenever the first check comes too early.
+    page.locator("#sign-in-reason", has_text="invalid").wait_for()
     page.fill("#token-input", server.sign_in_link.split("#token=")[1])
     page.press("#token-input", "Enter")
     page.locator("#cockpit").wait_for(state="visible")
