@@ -4,6 +4,11 @@ Every file is decoded once, at the analysis resolution: JPEGs are decoded
 directly at a reduced scale (1/2, 1/4 or 1/8) by the decoder, the EXIF
 orientation is applied, every colour mode is converted to 8-bit sRGB, and the
 image is resampled so that its long side is at most ``max_side`` pixels.
+
+Resampling is OpenCV's: bilinear interpolation when the image is less than
+twice the target size (every JPEG after DCT scaling; at exactly twice it is the
+2 x 2 average), pixel-area averaging beyond. Pillow's antialiased bilinear
+filter gives nearly the same pixels at five times the cost.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import warnings
 from functools import lru_cache
 
+import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -34,8 +40,11 @@ __all__ = [
 #: Long side, in pixels, of the images the metrics analyse.
 ANALYSIS_MAX_SIDE = 1024
 
-#: Resampling filter for the final downscale (after any JPEG DCT scaling).
-RESAMPLING = Image.Resampling.BILINEAR
+#: How the final downscale (after any JPEG DCT scaling) resamples, by factor.
+RESAMPLING = {
+    "below 2x": "OpenCV INTER_LINEAR (bilinear)",
+    "2x and above": "OpenCV INTER_AREA (pixel-area average)",
+}
 
 _WHITE = (255, 255, 255)
 _ORIENTATION_TAG = 0x0112
@@ -109,9 +118,8 @@ def load_analysis_image(
     """Decode an image file into 8-bit sRGB pixels at the analysis resolution.
 
     - Decoded once; JPEGs at the smallest DCT scale (1/2, 1/4 or 1/8) that is
-      still at least the target size, then resampled with `RESAMPLING`
-      (Pillow's antialiasing bilinear filter) to a long side of ``max_side``;
-      smaller images are never enlarged.
+      still at least the target size, then resampled to a long side of
+      ``max_side`` (see `RESAMPLING`); smaller images are never enlarged.
     - The EXIF orientation is applied, so the array is upright.
     - Colour modes: an embedded ICC profile other than sRGB is converted to
       sRGB; CMYK without a profile uses the naive conversion, with the Adobe
@@ -150,7 +158,7 @@ def load_analysis_image(
     with open(path, "rb") as fp:
         try:
             with Image.open(fp) as image:
-                decoded = _decode(image, max_side)
+                pixels = _decode(image, max_side)
         except ImageDecodeError:
             raise
         except Image.DecompressionBombError as exc:
@@ -163,11 +171,11 @@ def load_analysis_image(
             # Pillow's decoders signal damaged data with many exception types.
             raise ImageDecodeError(f"file is truncated or corrupt: {exc}") from exc
 
-    return np.array(decoded)
+    return pixels
 
 
-def _decode(image: Image.Image, max_side: int) -> Image.Image:
-    """Upright 8-bit RGB image with a long side of at most ``max_side``."""
+def _decode(image: Image.Image, max_side: int) -> np.ndarray:
+    """Upright 8-bit RGB pixels with a long side of at most ``max_side``."""
     # Decode, letting JPEG's DCT scaling do most of the downscaling.
     target = _fit(image.size, max_side)
     if target != image.size:
@@ -181,12 +189,21 @@ def _decode(image: Image.Image, max_side: int) -> Image.Image:
     image = _to_srgb(image, source_format)
 
     # Resample to the analysis size; grey images stay one channel until here.
-    target = _fit(image.size, max_side)
-    if target != image.size:
-        image = image.resize(target, RESAMPLING)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return image
+    pixels = _resample(np.asarray(image), _fit(image.size, max_side))
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    return pixels
+
+
+def _resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``pixels`` resampled to ``size`` (width, height), see `RESAMPLING`."""
+    height, width = pixels.shape[:2]
+    if (width, height) == size:
+        return np.array(pixels)
+
+    shrink = max(width / size[0], height / size[1])
+    method = cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR
+    return cv2.resize(pixels, size, interpolation=method)
 
 
 def _orientation(image: Image.Image) -> int:

@@ -47,7 +47,7 @@ PIPELINE_PARAMS: dict[str, object] = {
         "max_side_px": ANALYSIS_MAX_SIDE,
         "decode": "Pillow; JPEG DCT scaling to >= target, EXIF orientation, "
         "ICC to sRGB, alpha on white",
-        "resampling": f"Pillow {RESAMPLING.name.lower()} (antialiased)",
+        "resampling": RESAMPLING,
         "gray": "Rec. 601 luma, 8 bit",
     },
     "edges": {
