@@ -1,0 +1,286 @@
+"""The metric hot spots in scikit-image, OpenCV and numpy alone, on one core.
+
+Each candidate computes the same quantity on the same sample photo, decoded at
+the analysis resolution; the table gives the best of several runs in
+milliseconds, and the implementation the pipeline uses is marked. This is how
+the libraries in `image_tagger.science.metrics` were chosen.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from bench.science_speed import sample_photos  # noqa: E402
+from image_tagger.images.decode import ANALYSIS_MAX_SIDE, load_analysis_image  # noqa: E402
+from image_tagger.science.metrics import (  # noqa: E402
+    box_counting_dimension,
+    chroma_hue,
+    compression_ratio,
+    edge_map,
+    luma,
+    rgb_to_lab,
+    texture_features,
+)
+
+REPEATS = 7
+CHOSEN = "*"
+
+# ITU-R BT.709 / sRGB primaries, D65: linear RGB to XYZ, normalised by white.
+_RGB_TO_XYZ = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ]
+)
+_WHITE_D65 = np.array([0.950456, 1.0, 1.088754])
+
+
+def best_ms(function: Callable[[], object]) -> float:
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times) * 1e3
+
+
+# --- CIELAB --------------------------------------------------------------
+
+
+def lab_numpy(rgb: np.ndarray) -> np.ndarray:
+    v = np.arange(256) / 255.0
+    table = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    linear = table.astype(np.float32)[rgb]
+    xyz = linear @ (_RGB_TO_XYZ / _WHITE_D65[:, None]).T.astype(np.float32)
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    lightness = 116 * f[..., 1] - 16
+    return np.stack(
+        [lightness, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1
+    )
+
+
+def lab_skimage(rgb: np.ndarray) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    return rgb2lab(rgb)
+
+
+# --- Chroma and hue --------------------------------------------------------
+
+
+def chroma_hue_numpy(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = lab[..., 1], lab[..., 2]
+    return np.hypot(a, b), np.degrees(np.arctan2(b, a)) % 360
+
+
+def chroma_hue_skimage(lab: np.ndarray) -> np.ndarray:
+    from skimage.color import lab2lch
+
+    return lab2lch(lab)
+
+
+# --- Edges ---------------------------------------------------------------
+
+
+def canny_skimage(gray: np.ndarray) -> np.ndarray:
+    from skimage.feature import canny
+
+    return canny(gray, sigma=1.0, low_threshold=25.5, high_threshold=51.0)
+
+
+# --- Grey-level co-occurrence ----------------------------------------------
+
+
+def glcm_skimage(gray: np.ndarray) -> None:
+    from skimage.feature import graycomatrix, graycoprops
+
+    quantized = (gray.astype(np.uint16) * 32 >> 8).astype(np.uint8)
+    for distance in (1, 8):
+        matrix = graycomatrix(
+            quantized,
+            [distance],
+            [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
+            levels=32,
+            symmetric=True,
+            normed=True,
+        )
+        for name in ("contrast", "homogeneity", "ASM", "correlation", "entropy"):
+            graycoprops(matrix, name)
+
+
+def glcm_numpy(gray: np.ndarray) -> None:
+    quantized = (gray.astype(np.uint16) * 32 >> 8).astype(np.intp)
+    rows, cols = quantized.shape
+    for distance in (1, 8):
+        for dr, dc in ((0, 1), (-1, 1), (-1, 0), (-1, -1)):
+            dr, dc = dr * distance, dc * distance
+            reference = quantized[
+                max(0, -dr) : rows - max(0, dr), max(0, -dc) : cols - max(0, dc)
+            ]
+            neighbour = quantized[
+                max(0, dr) : rows - max(0, -dr), max(0, dc) : cols - max(0, -dc)
+            ]
+            counts = np.bincount((reference * 32 + neighbour).ravel(), minlength=1024)
+            counts = counts.reshape(32, 32)
+            counts = counts + counts.T
+            _ = counts / counts.sum()
+
+
+def glcm_ours(gray: np.ndarray) -> None:
+    for distance in (1, 8):
+        texture_features(gray, distance=distance, levels=32)
+
+
+# --- Box counting ----------------------------------------------------------
+
+
+def box_counts_skimage(mask: np.ndarray) -> list[int]:
+    from skimage.measure import block_reduce
+
+    top = min(mask.shape) // 4
+    sizes = [2**k for k in range(1, 31) if 2**k <= top]
+    return [int(block_reduce(mask, (s, s), np.any).sum()) for s in sizes]
+
+
+def box_counts_opencv(mask: np.ndarray) -> list[int]:
+    # Halve repeatedly; an area average of 255s and 0s is non-zero if any is.
+    top = min(mask.shape) // 4
+    grid = mask.astype(np.uint8) * 255
+    counts = []
+    size = 1
+    while size * 2 <= top:
+        rows, cols = -(-grid.shape[0] // 2) * 2, -(-grid.shape[1] // 2) * 2
+        padded = cv2.copyMakeBorder(
+            grid, 0, rows - grid.shape[0], 0, cols - grid.shape[1], cv2.BORDER_CONSTANT
+        )
+        grid = cv2.resize(padded, (cols // 2, rows // 2), interpolation=cv2.INTER_AREA)
+        grid[grid > 0] = 255
+        size *= 2
+        counts.append(cv2.countNonZero(grid))
+    return counts
+
+
+# --- Compression -----------------------------------------------------------
+
+
+def jpeg_opencv(gray: np.ndarray) -> int:
+    ok, data = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    return len(data)
+
+
+def png_opencv(gray: np.ndarray) -> int:
+    ok, data = cv2.imencode(".png", gray)
+    return len(data)
+
+
+def deflate(gray: np.ndarray, level: int) -> int:
+    return len(zlib.compress(gray.tobytes(), level))
+
+
+# --- Decode resampling -----------------------------------------------------
+
+
+def resample_cases(path: Path) -> list[tuple[str, str, Callable[[], object]]]:
+    with Image.open(path) as image:
+        width, height = image.size
+        scale = ANALYSIS_MAX_SIDE / max(width, height)
+        target = (round(width * scale), round(height * scale))
+        image.draft("RGB", target)
+        image.load()
+        drafted = image.copy()
+    array = np.asarray(drafted)
+    return [
+        (
+            "Pillow bilinear (antialiased)",
+            "Pillow",
+            lambda: np.asarray(drafted.resize(target, Image.Resampling.BILINEAR)),
+        ),
+        (
+            "Pillow box",
+            "Pillow",
+            lambda: np.asarray(drafted.resize(target, Image.Resampling.BOX)),
+        ),
+        (
+            "OpenCV INTER_AREA",
+            "OpenCV",
+            lambda: cv2.resize(array, target, interpolation=cv2.INTER_AREA),
+        ),
+        (
+            "OpenCV INTER_LINEAR (not antialiased)",
+            "OpenCV",
+            lambda: cv2.resize(array, target, interpolation=cv2.INTER_LINEAR),
+        ),
+    ]
+
+
+def cases(rgb: np.ndarray) -> list[tuple[str, str, str, Callable[[], object]]]:
+    gray = luma(rgb)
+    edges = edge_map(gray)
+    lab = rgb_to_lab(rgb)
+    return [
+        ("CIELAB", "scikit-image rgb2lab", "", lambda: lab_skimage(rgb)),
+        ("CIELAB", "numpy (table, matrix, cbrt)", "", lambda: lab_numpy(rgb)),
+        ("CIELAB", "OpenCV (table + LRGB2Lab)", CHOSEN, lambda: rgb_to_lab(rgb)),
+        ("chroma, hue", "scikit-image lab2lch", "", lambda: chroma_hue_skimage(lab)),
+        ("chroma, hue", "numpy hypot, arctan2", "", lambda: chroma_hue_numpy(lab)),
+        ("chroma, hue", "OpenCV cartToPolar", CHOSEN, lambda: chroma_hue(lab)),
+        ("Canny edges", "scikit-image canny", "", lambda: canny_skimage(gray)),
+        ("Canny edges", "OpenCV GaussianBlur + Canny", CHOSEN, lambda: edge_map(gray)),
+        ("GLCM, 2 x 4 matrices", "scikit-image", "", lambda: glcm_skimage(gray)),
+        ("GLCM, 2 x 4 matrices", "numpy bincount", "", lambda: glcm_numpy(gray)),
+        ("GLCM, 2 x 4 matrices", "OpenCV calcHist", CHOSEN, lambda: glcm_ours(gray)),
+        (
+            "box counting",
+            "scikit-image block_reduce",
+            "",
+            lambda: box_counts_skimage(edges),
+        ),
+        ("box counting", "OpenCV INTER_AREA", "", lambda: box_counts_opencv(edges)),
+        (
+            "box counting",
+            "numpy block OR",
+            CHOSEN,
+            lambda: box_counting_dimension(edges),
+        ),
+        ("compression", "zlib deflate, level 6", "", lambda: deflate(gray, 6)),
+        ("compression", "zlib deflate, level 1", "", lambda: deflate(gray, 1)),
+        ("compression", "OpenCV PNG", "", lambda: png_opencv(gray)),
+        ("compression", "OpenCV JPEG q75", "", lambda: jpeg_opencv(gray)),
+        (
+            "compression",
+            "Pillow JPEG q75 scan",
+            CHOSEN,
+            lambda: compression_ratio(gray),
+        ),
+    ]
+
+
+def main() -> None:
+    cv2.setNumThreads(1)
+    photo = sample_photos()[0]
+    rgb = load_analysis_image(photo)
+    print(
+        f"\nMetric hot spots on {photo.name} at {rgb.shape[1]}x{rgb.shape[0]} px, "
+        f"one core, best of {REPEATS} runs ({CHOSEN} = used by the pipeline)"
+    )
+    print(f"{'step':22} {'implementation':38} {'ms':>7}")
+    for step, name, mark, function in cases(rgb):
+        print(f"{step:22} {name + ' ' + mark:38} {best_ms(function):7.2f}")
+    for name, _, function in resample_cases(photo):
+        print(f"{'decode resampling':22} {name:38} {best_ms(function):7.2f}")
+
+
+if __name__ == "__main__":
+    main()
