@@ -8,6 +8,7 @@ observer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import cv2
@@ -244,9 +245,23 @@ def colorfulness(rgb: np.ndarray) -> float:
     )
 
     # Population mean and standard deviation of each, halving 2 * yb.
-    rg_mean, rg_std = (float(v[0, 0]) for v in cv2.meanStdDev(rg))
-    yb_mean, yb_std = (float(v[0, 0]) / 2 for v in cv2.meanStdDev(yb2))
+    rg_mean, rg_std = _integer_moments(rg)
+    yb_mean, yb_std = (value / 2 for value in _integer_moments(yb2))
     return float(np.hypot(rg_std, yb_std) + 0.3 * np.hypot(rg_mean, yb_mean))
+
+
+def _integer_moments(values: np.ndarray) -> tuple[float, float]:
+    """Mean and population standard deviation of integers, from exact sums.
+
+    The sum and the sum of squares of 16-bit integers are exact in double
+    precision, and ``n * sum(x^2) - sum(x)^2`` is formed in Python integers, so
+    the spread of a uniform image is exactly 0.
+    """
+    count = values.size
+    total = round(cv2.sumElems(values)[0])
+    squares = round(cv2.norm(values, cv2.NORM_L2SQR))
+    variance = (count * squares - total * total) / (count * count)
+    return total / count, math.sqrt(variance)
 
 
 def hue_entropy(
