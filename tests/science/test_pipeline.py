@@ -39,7 +39,7 @@ def test_analyze_stores_every_metric_with_version_and_parameters(data_dir):
 
     assert first.id == second.id
     assert second.pipeline_version == PIPELINE_VERSION
-    assert second.parameters["metrics"]["analysis"]["max_side_px"] == 1024
+    assert second.parameters["metrics"]["analysis"]["max_side_px"] == 768
     assert 1.0 < second.metrics["fractal.dimension"] < 2.0
     with session_scope() as session:
         rows = session.scalar(select(func.count()).select_from(ImageAnalysis))

@@ -42,7 +42,7 @@ _COMPRESSION = {"method": "jpeg", "quality": 75}
 
 #: Every parameter the metric values depend on; stored with each result.
 PIPELINE_PARAMS: dict[str, object] = {
-    "metrics_version": 1,
+    "metrics_version": 2,
     "analysis": {
         "max_side_px": ANALYSIS_MAX_SIDE,
         "decode": "Pillow; JPEG DCT scaling to >= target, EXIF orientation, "
@@ -179,7 +179,8 @@ def compute_metrics(rgb: np.ndarray) -> MetricsResult:
     Parameters
     ----------
     rgb : (M, N, 3) ndarray of uint8
-        sRGB pixels, normally from `load_analysis_image` (long side 1024 px).
+        sRGB pixels, normally from `load_analysis_image` (long side at most
+        `ANALYSIS_MAX_SIDE`).
 
     Returns
     -------

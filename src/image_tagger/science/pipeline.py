@@ -32,7 +32,7 @@ from image_tagger.science.compute import (
 )
 from image_tagger.settings import get_settings
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 
 @dataclass(frozen=True, kw_only=True)

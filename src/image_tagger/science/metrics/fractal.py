@@ -191,8 +191,8 @@ def box_counting_dimension(
         quarter of the shorter side of ``mask``.
     sizes : sequence of int, optional
         Explicit box sides in pixels. By default the powers of two from
-        ``min_box`` to ``max_box`` (see `box_sizes`): 2 to 128 px for a
-        1024 x 640 image.
+        ``min_box`` to ``max_box`` (see `box_sizes`): 2 to 64 px for a
+        768 x 480 image.
 
     Returns
     -------
