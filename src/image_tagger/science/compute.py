@@ -138,7 +138,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "complexity.entropy_bits": "entropy of the 256-bin grey histogram; 0..8 bits",
     "complexity.edge_density": "share of Canny edge pixels; 0..1",
     "complexity.compression_ratio": "JPEG (quality 75) scan bytes over raw grey "
-    "bytes; > 0, about 0.05..0.4 for photographs",
+    "bytes; > 0, about 0.02..0.4 for photographs",
 }
 
 # Why a value that came out as NaN has no value.
