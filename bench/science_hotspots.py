@@ -8,6 +8,7 @@ the libraries in `image_tagger.science.metrics` were chosen.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import zlib
@@ -27,6 +28,7 @@ from image_tagger.images.decode import (  # noqa: E402
     _fit,
     load_analysis_image,
 )
+from image_tagger.science.compute import compute_metrics  # noqa: E402
 from image_tagger.science.metrics import (  # noqa: E402
     box_counting_dimension,
     chroma_hue,
@@ -37,7 +39,7 @@ from image_tagger.science.metrics import (  # noqa: E402
     texture_features,
 )
 
-REPEATS = 7
+REPEATS = 15
 CHOSEN = "*"
 
 # ITU-R BT.709 / sRGB primaries, D65: linear RGB to XYZ, normalised by white.
@@ -196,38 +198,77 @@ def deflate(gray: np.ndarray, level: int) -> int:
 # --- Decode resampling ----------------------------------------------------
 
 
-def resample_cases(path: Path) -> list[tuple[str, str, Callable[[], object]]]:
-    """Ways to bring a decoded image to the analysis size, from its pixels.
+def _reduced(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    factor = int(max(image.width / target[0], image.height / target[1]))
+    return image.reduce(factor) if factor >= 2 else image
 
-    For a JPEG the input is the DCT-scaled decode (less than twice the target);
-    for other formats it is the full-resolution image.
+
+RESAMPLERS: dict[str, tuple[str, Callable[[Image.Image, tuple[int, int]], object]]] = {
+    "Pillow bilinear (antialiased)": (
+        CHOSEN,
+        lambda im, t: np.asarray(_reduced(im, t).resize(t, Image.Resampling.BILINEAR)),
+    ),
+    "OpenCV INTER_AREA": (
+        "",
+        lambda im, t: cv2.resize(
+            np.asarray(_reduced(im, t)), t, interpolation=cv2.INTER_AREA
+        ),
+    ),
+    "OpenCV INTER_LINEAR": (
+        "",
+        lambda im, t: cv2.resize(
+            np.asarray(_reduced(im, t)), t, interpolation=cv2.INTER_LINEAR
+        ),
+    ),
+}
+
+
+def decoded(path: Path) -> tuple[Image.Image, tuple[int, int]]:
+    """The file decoded as for analysis up to the final resize, and the target.
+
+    A JPEG is DCT-scaled to less than twice the target; other formats are
+    decoded at full size and reduced by block means in each resampler.
     """
     with Image.open(path) as image:
         target = _fit(image.size, ANALYSIS_MAX_SIDE)
         image.draft("RGB", target)
         image.load()
-        decoded = image.copy()
-    factor = int(max(decoded.width / target[0], decoded.height / target[1]))
+        return image.convert("RGB"), target
 
-    def reduce_then_linear() -> np.ndarray:
-        reduced = decoded.reduce(factor) if factor >= 2 else decoded
-        return cv2.resize(np.asarray(reduced), target, interpolation=cv2.INTER_LINEAR)
 
-    return [
-        (
-            "Pillow bilinear (antialiased)",
-            "",
-            lambda: np.asarray(decoded.resize(target, Image.Resampling.BILINEAR)),
-        ),
-        (
-            "OpenCV INTER_AREA",
-            "",
-            lambda: cv2.resize(
-                np.asarray(decoded), target, interpolation=cv2.INTER_AREA
-            ),
-        ),
-        ("Pillow reduce + OpenCV INTER_LINEAR", CHOSEN, reduce_then_linear),
-    ]
+def resampling_spread(path: Path) -> dict[str, dict[str, float]]:
+    """Spread of size-sensitive metrics when one photo is saved at many sizes.
+
+    The photo is resized (Lanczos) to long sides from 900 to 3840 px and saved
+    as JPEG; each copy is decoded and resampled to the analysis size by each
+    resampler. Returns, per resampler and metric, the coefficient of variation
+    over the copies in percent: 0 would mean the camera's resolution does not
+    matter at all.
+    """
+    keys = ("texture.fine.contrast", "complexity.edge_density")
+    with Image.open(path) as image:
+        source = image.convert("RGB")
+    copies = []
+    for side in (3840, 3000, 2400, 2000, 1600, 1200, 900):
+        buffer = io.BytesIO()
+        source.resize(_fit(source.size, side), Image.Resampling.LANCZOS).save(
+            buffer, format="JPEG", quality=92
+        )
+        copies.append(buffer)
+
+    spread = {}
+    for name, (_, resample) in RESAMPLERS.items():
+        values: dict[str, list[float]] = {key: [] for key in keys}
+        for buffer in copies:
+            buffer.seek(0)
+            image, target = decoded(buffer)
+            metrics = compute_metrics(np.ascontiguousarray(resample(image, target)))
+            for key in keys:
+                values[key].append(metrics.metrics[key])
+        spread[name] = {
+            key: float(np.std(v) / np.mean(v) * 100) for key, v in values.items()
+        }
+    return spread
 
 
 def cases(rgb: np.ndarray) -> list[tuple[str, str, str, Callable[[], object]]]:
@@ -287,9 +328,30 @@ def main() -> None:
     # A JPEG (DCT-scaled) and the largest other file (reduced from full size).
     others = [p for p in photos if p.suffix.lower() not in (".jpg", ".jpeg")]
     for sample in [photo, *sorted(others, key=lambda p: p.stat().st_size)[-1:]]:
-        for name, mark, function in resample_cases(sample):
-            label = f"resample {sample.suffix.lstrip('.').upper()}"
-            print(f"{label:22} {name + ' ' + mark:38} {best_ms(function):7.2f}")
+        image, target = decoded(sample)
+        label = f"resample {sample.suffix.lstrip('.').upper()}"
+        for name, (mark, resample) in RESAMPLERS.items():
+            time_ms = best_ms(lambda r=resample, i=image, t=target: r(i, t))
+            print(f"{label:22} {name + ' ' + mark:38} {time_ms:7.2f}")
+
+    # How much the camera's resolution still shows through each resampler.
+    largest = max(photos, key=lambda p: _pixels(p))
+    print(
+        f"\nSpread over copies of {largest.name} saved at 900..3840 px "
+        "(coefficient of variation, %)"
+    )
+    spread = resampling_spread(largest)
+    keys = list(next(iter(spread.values())))
+    print(f"{'resampler':38} " + " ".join(f"{key:>28}" for key in keys))
+    for name, values in spread.items():
+        mark = RESAMPLERS[name][0]
+        row = " ".join(f"{values[key]:28.2f}" for key in keys)
+        print(f"{name + ' ' + mark:38} {row}")
+
+
+def _pixels(path: Path) -> int:
+    with Image.open(path) as image:
+        return image.width * image.height
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ image is resampled so that its long side is at most ``max_side`` pixels.
 
 Resampling happens in two steps. An integer reduction first brings the image
 to less than twice the target size: the JPEG decoder's DCT scaling, or for
-other formats Pillow's ``reduce`` (the average of each k x k block). Bilinear
-interpolation (OpenCV) then gives the exact target size. Pillow's antialiased
-bilinear filter gives nearly the same pixels at several times the cost.
+other formats Pillow's ``reduce`` (the mean of each k x k block). Pillow's
+antialiased bilinear filter then gives the exact target size. Measured on
+photos saved at sizes from 900 to 3840 px, this keeps the fine-texture
+contrast within 2-3 % across source sizes; plain bilinear interpolation
+(OpenCV's INTER_LINEAR) lets it vary by 9-12 % (`bench.science_hotspots`).
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ __all__ = [
 #: Long side, in pixels, of the images the metrics analyse.
 ANALYSIS_MAX_SIDE = 768
 
-#: How the final downscale (after any JPEG DCT scaling) resamples, by factor.
+#: The two steps of the downscale to the analysis size.
 RESAMPLING = {
     "reduce": "JPEG DCT scaling, else Pillow reduce (k x k block mean), to < 2x",
-    "resize": "OpenCV INTER_LINEAR (bilinear) to the target size",
+    "resize": "Pillow bilinear, antialiased (triangle filter widened by the "
+    "scale factor), to the target size",
 }
 
 _WHITE = (255, 255, 255)
@@ -198,19 +201,14 @@ def _decode(image: Image.Image, max_side: int) -> np.ndarray:
 
 def _resample(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """Pixels of ``image`` resampled to ``size`` (width, height): `RESAMPLING`."""
-    if image.size == size:
-        return np.array(image)
-
-    # Block means to less than twice the target, before leaving Pillow, so
-    # that a large image is never copied whole.
-    factor = int(max(image.width / size[0], image.height / size[1]))
-    if factor >= 2:
-        image = image.reduce(factor)
-
-    pixels = np.asarray(image)
-    if image.size == size:
-        return np.array(pixels)
-    return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
+    if image.size != size:
+        # Block means to less than twice the target, then the filter.
+        factor = int(max(image.width / size[0], image.height / size[1]))
+        if factor >= 2:
+            image = image.reduce(factor)
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.BILINEAR)
+    return np.array(image)
 
 
 def _orientation(image: Image.Image) -> int:
