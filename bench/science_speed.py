@@ -9,7 +9,8 @@ most 2.0.
 
 Photos: /work/shared/data/photos when present (or IMAGE_TAGGER_BENCH_PHOTOS),
 else the test fixtures. Run ``python -m bench.science_speed [max_side ...]`` to
-compare analysis resolutions.
+compare analysis resolutions: with several, it also prints how closely each
+metric ranks the photos at each resolution as at the first.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from image_tagger.images.decode import ANALYSIS_MAX_SIDE, load_analysis_image  # noqa: E402
-from image_tagger.science.compute import compute_metrics  # noqa: E402
+from image_tagger.science.compute import METRIC_KEYS, compute_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = Path("/work/shared/data/photos")
@@ -103,10 +105,45 @@ def measure(max_side: int = ANALYSIS_MAX_SIDE) -> float:
     return median
 
 
+def rank_agreement(sides: list[int]) -> None:
+    """Spearman rank correlation over the photos of each metric at each side
+    with its value at the first side: how much a resolution reorders photos."""
+    photos = sample_photos()
+    values = {side: [analyse_values(path, side) for path in photos] for side in sides}
+    reference = values[sides[0]]
+
+    print(
+        f"\nRank correlation over {len(photos)} photos with the values at {sides[0]} px"
+    )
+    print(f"{'key':30} " + " ".join(f"{side:>7}" for side in sides[1:]))
+    for key in METRIC_KEYS:
+        row = []
+        for side in sides[1:]:
+            pairs = [
+                (a[key], b[key])
+                for a, b in zip(reference, values[side], strict=True)
+                if a[key] is not None and b[key] is not None
+            ]
+            row.append(f"{_spearman(pairs):7.3f}")
+        print(f"{key:30} " + " ".join(row))
+
+
+def analyse_values(path: Path, max_side: int) -> dict[str, float | None]:
+    return compute_metrics(load_analysis_image(path, max_side=max_side)).metrics
+
+
+def _spearman(pairs: list[tuple[float, float]]) -> float:
+    """Spearman rank correlation; tied values are ranked in order of appearance."""
+    ranks = [np.argsort(np.argsort(column)) for column in zip(*pairs, strict=True)]
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
 def main(sides: list[int] | None = None) -> None:
     cv2.setNumThreads(1)
     for max_side in sides or [ANALYSIS_MAX_SIDE]:
         measure(max_side)
+    if sides and len(sides) > 1:
+        rank_agreement(sides)
 
 
 if __name__ == "__main__":
