@@ -12,6 +12,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from image_tagger.db import session_scope
+from image_tagger.images.decode import ANALYSIS_MAX_SIDE
 from image_tagger.images.models import Image as StoredImage
 from image_tagger.images.models import ImageAnalysis
 from image_tagger.science import (
@@ -44,7 +45,7 @@ def test_analyze_stores_every_metric_with_version_and_parameters(data_dir):
 
     assert first.id == second.id
     assert second.pipeline_version == PIPELINE_VERSION
-    assert second.parameters["metrics"]["analysis"]["max_side_px"] == 768
+    assert second.parameters["metrics"]["analysis"]["max_side_px"] == ANALYSIS_MAX_SIDE
     assert 1.0 < second.metrics["fractal.dimension"] < 2.0
     with session_scope() as session:
         rows = session.scalar(select(func.count()).select_from(ImageAnalysis))

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Long side, in pixels, of the images the metrics analyse.
-ANALYSIS_MAX_SIDE = 768
+ANALYSIS_MAX_SIDE = 640
 
 #: The two steps of the downscale to the analysis size.
 RESAMPLING = {

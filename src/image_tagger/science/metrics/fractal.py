@@ -205,7 +205,7 @@ def box_counting_dimension(
     sizes : sequence of int, optional
         Explicit box sides in pixels. By default the powers of two from
         ``min_box`` to ``max_box`` (see `box_sizes`): 2 to 64 px for a
-        768 x 480 image.
+        640 x 400 image.
 
     Returns
     -------
