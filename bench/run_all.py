@@ -4,12 +4,16 @@ from bench import (
     api_fuzz,
     eta_accuracy,
     job_speed,
+    science_hotspots,
+    science_speed,
     upload_load,
     upload_memory,
     vlm_throughput,
 )
 
 if __name__ == "__main__":
+    science_speed.main()
+    science_hotspots.main()
     job_speed.main()
     eta_accuracy.main()
     vlm_throughput.main()

@@ -191,6 +191,8 @@ def test_invalid_arguments_are_value_errors() -> None:
         cooccurrence_matrix(image, distance=1, angle=30, levels=8)
     with pytest.raises(ValueError, match="distance"):
         cooccurrence_matrix(image, distance=0, angle=0, levels=8)
+    with pytest.raises(ValueError, match="whole number of pixels"):
+        cooccurrence_matrix(image, distance=1.5, angle=0, levels=8)
     with pytest.raises(ValueError, match="quantise it"):
         cooccurrence_matrix(image + 9, distance=1, angle=0, levels=8)
     with pytest.raises(ValueError, match="uint8"):

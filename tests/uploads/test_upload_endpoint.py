@@ -13,6 +13,8 @@ from helpers import (
     wait_for_job,
 )
 
+from image_tagger.science import PIPELINE_VERSION
+
 
 def test_upload_photos_and_a_non_image_runs_the_job_to_the_end(client, data_dir):
     photos = SAMPLE_PHOTOS[:3]
@@ -47,7 +49,7 @@ def test_upload_photos_and_a_non_image_runs_the_job_to_the_end(client, data_dir)
         assert image["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
         assert image["format"] == "JPEG"
         analysis = image["analysis"]
-        assert analysis["pipeline_version"] == "1"
+        assert analysis["pipeline_version"] == PIPELINE_VERSION
         assert set(analysis["metrics"]) >= STABLE_KEYS
         assert 1.0 < analysis["metrics"]["fractal.dimension"] < 2.0
         assert 0.0 < analysis["metrics"]["complexity.entropy_bits"] <= 8.0

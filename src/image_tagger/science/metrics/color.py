@@ -8,6 +8,7 @@ observer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import cv2
@@ -131,8 +132,13 @@ def lightness_statistics(lab: np.ndarray) -> tuple[float, float]:
     """
     _check_lab(lab)
 
-    means, stds = cv2.meanStdDev(np.ascontiguousarray(lab, dtype=np.float32))
-    return float(means[0, 0]), float(stds[0, 0])
+    lightness = np.ascontiguousarray(lab[..., 0], dtype=np.float32)
+
+    # Two passes (mean, then spread about it): exact 0 for a uniform image,
+    # where the one-pass E[L^2] - E[L]^2 leaves rounding noise.
+    mean = cv2.mean(lightness)[0]
+    _, std = cv2.meanStdDev(cv2.subtract(lightness, mean))
+    return float(mean), float(std[0, 0])
 
 
 def chroma_hue(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,13 +167,14 @@ def chroma_hue(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     _check_lab(lab)
 
-    a = np.ascontiguousarray(lab[..., 1], dtype=np.float32)
-    b = np.ascontiguousarray(lab[..., 2], dtype=np.float32)
-    hue = np.arctan2(b, a)
-    hue *= np.float32(180 / np.pi)
-    hue[hue < 0] += np.float32(360)
-    hue[hue >= 360] = 0  # tiny negative angles round up to 360 in float32
-    return cv2.magnitude(a, b), hue
+    # a* and b* as planes, then OpenCV's polar conversion (angles accurate to
+    # about 0.01 degree).
+    a = np.empty(lab.shape[:2], dtype=np.float32)
+    b = np.empty_like(a)
+    cv2.mixChannels([np.asarray(lab, dtype=np.float32)], [a, b], [1, 0, 2, 1])
+    chroma, hue = cv2.cartToPolar(a, b, angleInDegrees=True)
+    hue[hue >= 360] = 0  # guard the half-open range against rounding
+    return chroma, hue
 
 
 def chromatic_fraction(
@@ -238,9 +245,23 @@ def colorfulness(rgb: np.ndarray) -> float:
     )
 
     # Population mean and standard deviation of each, halving 2 * yb.
-    rg_mean, rg_std = (float(v[0, 0]) for v in cv2.meanStdDev(rg))
-    yb_mean, yb_std = (float(v[0, 0]) / 2 for v in cv2.meanStdDev(yb2))
+    rg_mean, rg_std = _integer_moments(rg)
+    yb_mean, yb_std = (value / 2 for value in _integer_moments(yb2))
     return float(np.hypot(rg_std, yb_std) + 0.3 * np.hypot(rg_mean, yb_mean))
+
+
+def _integer_moments(values: np.ndarray) -> tuple[float, float]:
+    """Mean and population standard deviation of integers, from exact sums.
+
+    The sum and the sum of squares of 16-bit integers are exact in double
+    precision, and ``n * sum(x^2) - sum(x)^2`` is formed in Python integers, so
+    the spread of a uniform image is exactly 0.
+    """
+    count = values.size
+    total = round(cv2.sumElems(values)[0])
+    squares = round(cv2.norm(values, cv2.NORM_L2SQR))
+    variance = (count * squares - total * total) / (count * count)
+    return total / count, math.sqrt(variance)
 
 
 def hue_entropy(
@@ -288,12 +309,15 @@ def hue_entropy(
         raise ValueError(f"bins must be between 1 and 255; got {bins}")
     chromatic = _chromatic_mask(chroma, hue, chroma_threshold)
 
-    # Hue sector of every pixel, counted over the chromatic ones.
-    sector = (hue * np.float32(bins / 360)).astype(np.uint8)
-    np.minimum(sector, bins - 1, out=sector)
-    mask = chromatic.view(np.uint8)
-    counts = cv2.calcHist([sector], [0], mask, [bins], [0, bins]).ravel()
-    counts = counts.astype(np.float64)
+    # Hue sectors of the chromatic pixels, counted in one pass.
+    counts = cv2.calcHist(
+        [np.asarray(hue, dtype=np.float32)],
+        [0],
+        chromatic.view(np.uint8),
+        [bins],
+        [0, 360],
+    )
+    counts = counts.ravel().astype(np.float64)
 
     p = counts[counts > 0] / counts.sum()
     return float(max(0.0, -(p * np.log2(p)).sum()))

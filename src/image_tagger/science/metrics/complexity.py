@@ -127,7 +127,7 @@ def compression_ratio(
     -------
     ratio : float
         Compressed over raw bytes, > 0: near 0 for a uniform image; for
-        photographs about 0.05 to 0.4 with ``"jpeg"`` at quality 75 and 0.3 to
+        photographs about 0.02 to 0.4 with ``"jpeg"`` at quality 75 and 0.3 to
         0.9 with ``"deflate"``; noise can exceed 1.
 
     Raises

@@ -121,8 +121,14 @@ def box_sizes(
     Returns
     -------
     sizes : ndarray of int
-        Increasing powers of two ``s`` with ``min_box <= s <= max_box``; empty
-        when there is none.
+        Increasing powers of two ``s`` with ``min_box <= s <= max_box``, in
+        pixels; empty when there is none.
+
+    References
+    ----------
+    .. [1] K. Falconer, *Fractal Geometry: Mathematical Foundations and
+       Applications*, 3rd ed. Chichester: Wiley, 2014, ch. 3: box sizes
+       ``delta_k = 2**-k`` suffice to estimate the box-counting dimension.
     """
     if min_box < 1:
         raise ValueError(f"min_box must be >= 1 pixel; got {min_box}")
@@ -150,7 +156,14 @@ def box_counts(mask: np.ndarray, sizes: Sequence[int] | np.ndarray) -> np.ndarra
     Returns
     -------
     counts : ndarray of int64
-        ``counts[k]`` is the number of occupied boxes of side ``sizes[k]``.
+        ``counts[k]`` is the number of occupied boxes of side ``sizes[k]``,
+        from 0 to ``ceil(M / s) * ceil(N / s)``.
+
+    References
+    ----------
+    .. [1] K. Falconer, *Fractal Geometry: Mathematical Foundations and
+       Applications*, 3rd ed. Chichester: Wiley, 2014, ch. 3 (``N_delta(F)``
+       as the number of ``delta``-mesh squares that intersect ``F``).
     """
     _check_mask(mask)
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -191,8 +204,8 @@ def box_counting_dimension(
         quarter of the shorter side of ``mask``.
     sizes : sequence of int, optional
         Explicit box sides in pixels. By default the powers of two from
-        ``min_box`` to ``max_box`` (see `box_sizes`): 2 to 128 px for a
-        1024 x 640 image.
+        ``min_box`` to ``max_box`` (see `box_sizes`): 2 to 64 px for a
+        640 x 400 image.
 
     Returns
     -------

@@ -68,6 +68,14 @@ def quantize(gray: np.ndarray, *, levels: int = 32) -> np.ndarray:
     -------
     quantized : (M, N) ndarray of uint8
         ``floor(gray * levels / 256)``, in ``0 .. levels - 1``.
+
+    References
+    ----------
+    .. [1] R. M. Haralick, K. Shanmugam and I. Dinstein, "Textural features for
+       image classification," IEEE Transactions on Systems, Man, and
+       Cybernetics, vol. SMC-3, no. 6, pp. 610-621, 1973 (grey tones are
+       quantised to a few levels before the co-occurrence matrices are
+       built). :DOI:`10.1109/TSMC.1973.4309314`
     """
     _check_gray_uint8(gray, "gray")
     _check_levels(levels)
@@ -134,6 +142,8 @@ def cooccurrence_matrix(
     _check_levels_image(image, levels)
     if angle not in _STEPS:
         raise ValueError(f"angle must be one of {ANGLES} degrees; got {angle}")
+    if isinstance(distance, bool) or not isinstance(distance, int | np.integer):
+        raise ValueError(f"distance must be a whole number of pixels; got {distance!r}")
     if distance < 1:
         raise ValueError(f"distance must be >= 1 pixel; got {distance}")
 
