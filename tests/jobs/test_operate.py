@@ -14,6 +14,7 @@ from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.jobs import service
 from image_tagger.jobs.models import UploadJob, UploadJobItem
 from image_tagger.jobs.runner import run_upload_job
+from image_tagger.science.pipeline import PIPELINE_VERSION
 
 JOBS = "/api/v1/admin/upload/jobs"
 
@@ -199,22 +200,22 @@ def test_reanalyse_runs_images_analysed_by_an_older_version(client):
     (item,) = job["items"]
     assert item["image_id"] == old
     assert "already analysed" not in (item["note"] or "")  # analysed, not skipped
-    assert [version for version, _ in _analyses(old)] == ["0", "1"]
+    assert [version for version, _ in _analyses(old)] == ["0", PIPELINE_VERSION]
     image = client.get(f"/api/v1/admin/images/{old}", headers=ADMIN).json()
-    assert image["analysis"]["pipeline_version"] == "1"
+    assert image["analysis"]["pipeline_version"] == PIPELINE_VERSION
 
     nothing = client.post(f"{JOBS}/reanalyze", headers=ADMIN)
     assert nothing.status_code == 409
     assert "all=true" in nothing.json()["detail"]
 
-    before = dict(_analyses(current))["1"]
+    before = dict(_analyses(current))[PIPELINE_VERSION]
     everything = client.post(f"{JOBS}/reanalyze?all=true", headers=ADMIN).json()
     assert everything["items"] == 2
     assert everything["job"]["force_reanalysis"] is True
     job = wait_for_job(client, everything["job"]["id"])
     assert job["status"] == "COMPLETED"
     assert not any("already analysed" in (item["note"] or "") for item in job["items"])
-    assert dict(_analyses(current))["1"] > before
+    assert dict(_analyses(current))[PIPELINE_VERSION] > before
 
 
 def _backdate(job_id: int, item_id: int, *, started: float, finished: float) -> None:
