@@ -1139,7 +1139,8 @@ function costSections(c) {
     h("h3", {}, "Recent calls"),
     recent.length ? costTable(recent.map((r) => ({
       ...r, created_at: formatTime(r.created_at),
-      tokens: `${r.input_tokens ?? "?"} in / ${r.output_tokens ?? "?"} out`,
+      tokens: `${formatNumber(r.input_tokens ?? "?")} in / `
+        + `${formatNumber(r.output_tokens ?? "?")} out`,
       latency: r.latency_ms === null || r.latency_ms === undefined
         ? "–" : `${Math.round(r.latency_ms)} ms`,
       outcome: r.error ? `${r.outcome}: ${r.error}` : r.outcome,
