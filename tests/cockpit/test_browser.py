@@ -1,5 +1,7 @@
 """The cockpit in a real browser against a real server: sign in with the printed
-link, upload through the page, watch the job finish, read metrics and reasons."""
+link, upload through the page, watch the job finish, read metrics and reasons;
+VLM ratings and the cost ledger from the fake provider on loopback; cancel,
+retry and export a job from its drawer, which follows the job's event stream."""
 
 from __future__ import annotations
 
