@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import CancelledError, Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -258,6 +259,10 @@ def _process_item(
     except CancelledError:
         _release(item_id, job_id, owner=owner, reason="the service stopped; retrying")
         return
+    except BrokenProcessPool:
+        reason = "the analysis processes were restarted; retrying"
+        _release(item_id, job_id, owner=owner, reason=reason)
+        return
     except Exception as exc:
         log.exception("item.error", job_id=job_id, item_id=item_id)
         _retry_or_fail(
@@ -378,8 +383,11 @@ def _fail(
 
 
 def _release(item_id: int, job_id: int, *, owner: str, reason: str) -> None:
+    """Back to pending, not counted as an attempt: the item was not at fault."""
     with session_scope(write=True) as session:
-        service.release_item(session, item_id, owner=owner, reason=reason)
+        service.release_item(
+            session, item_id, owner=owner, reason=reason, refund_attempt=True
+        )
     log.info("item.released", job_id=job_id, item_id=item_id, reason=reason)
 
 

@@ -160,8 +160,20 @@ def fail_item(
     return finished
 
 
-def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> bool:
-    """Give a running item back to the queue for another attempt."""
+def release_item(
+    session: Session,
+    item_id: int,
+    *,
+    owner: str,
+    reason: str,
+    refund_attempt: bool = False,
+) -> bool:
+    """Give a running item back to the queue for another attempt.
+
+    With ``refund_attempt``, the attempt does not count against
+    ``max_attempts``: the item was stopped for a reason not its own (the
+    service stopped, the analysis processes were restarted).
+    """
     result = session.execute(
         update(ITEMS)
         .where(*_held_by(item_id, owner))
@@ -170,6 +182,7 @@ def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> 
             lease_owner=None,
             lease_expires_at=None,
             error_message=reason,
+            attempts=I.attempts - 1 if refund_attempt else I.attempts,
         )
     )
     return result.rowcount == 1
