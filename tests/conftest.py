@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-
 from database import POSTGRES_ENV, SessionDatabase
+from fastapi.testclient import TestClient
 
 from image_tagger.db import dispose_engines
 from image_tagger.migrations import upgrade_database

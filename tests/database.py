@@ -73,8 +73,10 @@ def new_postgres_database() -> Iterator[str]:
     name = f"itk_test_{secrets.token_hex(6)}"
     connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(server_url).set(database=name).render_as_string(
-            hide_password=False
+        yield (
+            make_url(server_url)
+            .set(database=name)
+            .render_as_string(hide_password=False)
         )
     finally:
         dispose_engines()

@@ -116,9 +116,7 @@ def worker(
         int | None,
         typer.Option(help="Analysis processes (default: IMAGE_TAGGER_WORKERS)", min=1),
     ] = None,
-    queue: Annotated[
-        str | None, typer.Option(help="Queue to take items from")
-    ] = None,
+    queue: Annotated[str | None, typer.Option(help="Queue to take items from")] = None,
     name: Annotated[
         str | None, typer.Option(help="Worker name shown in Flower (default: unique)")
     ] = None,

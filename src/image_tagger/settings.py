@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # Time allowed beyond the analysis time limit for an item's other steps.
 BROKER_VISIBILITY_MARGIN_SECONDS = 300.0
 

@@ -194,9 +194,7 @@ class CeleryBackend:
 
         count = pending_items([job_id]).get(job_id, 0)
         try:
-            send_item_tasks(
-                self.app, job_id, count, queue=self.settings.celery_queue
-            )
+            send_item_tasks(self.app, job_id, count, queue=self.settings.celery_queue)
         except Exception as exc:
             # The job is committed: a worker's sweep sends its tasks later.
             log.error("job.dispatch_failed", job_id=job_id, error=str(exc))

@@ -9,9 +9,9 @@ runner (prefetch of one), so a killed worker's tasks go back to the broker.
 
 Each worker (``image-tagger worker``) holds a pool of analysis processes, like
 the server does, and runner threads that claim and record items. Every worker
-also sweeps: it puts items whose lease expired back to pending and sends their
-tasks again, and sends tasks for jobs whose items wait while the queue is
-empty (tasks lost with a broker restart). No API is needed for recovery.
+also sweeps (:class:`Sweeper`): it puts items whose lease expired back to
+pending and sends their tasks again, and sends tasks for jobs whose items wait
+while the queue stays empty (tasks lost). No API is needed for recovery.
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ def pending_items(job_ids: Iterable[int] | None = None) -> dict[int, int]:
 def queued_tasks(app: Celery, queue: str) -> int:
     """Tasks waiting in the broker's queue (not those held by workers)."""
     with app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS
+        )
         try:
             declared = connection.default_channel.queue_declare(
                 queue=queue, passive=True
@@ -105,27 +107,43 @@ def broker_health(app: Celery, queue: str) -> dict:
     return {"ok": True, "broker": broker, "queue": queue, "queued": queued}
 
 
-def sweep(app: Celery, settings: Settings) -> dict[int, int]:
-    """Recover expired leases and send the tasks that items are missing.
+class Sweeper:
+    """Recovers expired leases and sends the tasks that items are missing.
 
-    A job whose leases expired gets a task per pending item; so does every job
-    with pending items while the queue is empty. Surplus tasks are harmless.
-    Returns the tasks sent per job.
+    A job whose leases expired gets a task per pending item. So does a job
+    whose items waited, in the same number, at two sweeps in a row while the
+    queue was empty: its tasks were lost (a broker restarted without its
+    data, a task taken by a worker killed before it claimed). Surplus tasks
+    find nothing and end; the rule only keeps them rare.
     """
-    with session_scope(write=True) as session:
-        recovered = service.recover_expired_leases(
-            session, max_attempts=settings.max_attempts
-        )
-    waiting = pending_items()
-    if not waiting:
-        return {}
-    if queued_tasks(app, settings.celery_queue) > 0:
-        waiting = {job: n for job, n in waiting.items() if job in recovered}
 
-    for job_id, count in waiting.items():
-        log.info("job.redispatched", job_id=job_id, tasks=count)
-        send_item_tasks(app, job_id, count, queue=settings.celery_queue)
-    return waiting
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self._waiting_on_empty_queue: dict[int, int] = {}
+
+    def run(self) -> dict[int, int]:
+        """One sweep; returns the tasks sent per job."""
+        with session_scope(write=True) as session:
+            recovered = service.recover_expired_leases(
+                session, max_attempts=self.settings.max_attempts
+            )
+        waiting = pending_items()
+        queue_empty = bool(waiting) and (
+            queued_tasks(self.app, self.settings.celery_queue) == 0
+        )
+        before = self._waiting_on_empty_queue
+        self._waiting_on_empty_queue = waiting if queue_empty else {}
+
+        send = {
+            job_id: count
+            for job_id, count in waiting.items()
+            if job_id in recovered or (queue_empty and before.get(job_id) == count)
+        }
+        for job_id, count in send.items():
+            log.info("job.redispatched", job_id=job_id, tasks=count)
+            send_item_tasks(self.app, job_id, count, queue=self.settings.celery_queue)
+        return send
 
 
 class WorkerRuntime:
@@ -141,19 +159,20 @@ class WorkerRuntime:
             max_pixels=settings.max_image_pixels,
             timeout_seconds=settings.item_timeout_seconds,
         )
+        self.sweeper = Sweeper(app, settings)
         self._stop = threading.Event()
-        self._sweeper = threading.Thread(
+        self._thread = threading.Thread(
             target=self._sweep_forever, name="lease-sweeper", daemon=True
         )
 
     def start(self) -> None:
         self.pool.warm_up()
-        self._sweeper.start()
+        self._thread.start()
 
     def _sweep_forever(self) -> None:
         while True:
             try:
-                sweep(self.app, self.settings)
+                self.sweeper.run()
             except Exception:
                 log.exception("sweep.failed")
             if self._stop.wait(self.settings.recovery_interval_seconds):

@@ -145,7 +145,12 @@ def process_one_item(
     started = time.perf_counter()
     with session_scope(write=True) as session:
         work = _claim(
-            session, job_id, owner=owner, pipeline=pipeline, settings=settings, first=True
+            session,
+            job_id,
+            owner=owner,
+            pipeline=pipeline,
+            settings=settings,
+            first=True,
         )
     if work is None:
         return None
