@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/image-tagger serve  # applies migrations, then serves
 
+# The second pass runs the database tests again on PostgreSQL, with the
+# scaled-out tests (Celery on Redis); they skip, saying why, if a server is down.
 test: $(STAMP)
 	$(BIN)/pytest -q
-	# The database tests again on PostgreSQL, with the scaled-out tests
-	# (Celery on Redis); they skip, saying why, when a server is down.
 	$(BIN)/pytest -q --db=postgresql
 
 bench: $(STAMP)
