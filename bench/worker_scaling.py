@@ -6,7 +6,8 @@ distinct bytes, so every copy is analysed) is dispatched through the Celery
 backend, as the API does, to one worker and then, on a fresh database, to two.
 The time is dispatch to final status; the ratio one / two is the speed-up
 (bar: at least 1.7 on two cores). Rounds alternate the order; every ratio is
-printed, then the median.
+printed with the machine's load average (other work on a shared machine takes
+cores from the two workers), then the median.
 
 Needs PostgreSQL (``IMAGE_TAGGER_TEST_POSTGRES_URL``) and Redis
 (``IMAGE_TAGGER_TEST_BROKER_URL``); says so and skips when either is down.
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             ratios.append(ratio)
             print(
                 f"  round {round_ + 1}: one worker {seconds[1]:6.2f} s, "
-                f"two workers {seconds[2]:6.2f} s, ratio {ratio:.2f}"
+                f"two workers {seconds[2]:6.2f} s, ratio {ratio:.2f}   "
+                f"(load average {os.getloadavg()[0]:.1f})"
             )
     print(
         f"  ratio one / two workers: median {statistics.median(ratios):.2f}, "
