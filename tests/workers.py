@@ -22,8 +22,12 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 SUCCEEDED = re.compile(r"process_item\[[^\]]+\] succeeded in [0-9.e-]+s: (\w+)")
 
 
+# Read once at import: each test's fixture clears the IMAGE_TAGGER_ variables.
+_BROKER_URL = os.environ.get(BROKER_ENV, DEFAULT_BROKER)
+
+
 def broker_url() -> str:
-    return os.environ.get(BROKER_ENV, DEFAULT_BROKER)
+    return _BROKER_URL
 
 
 def redis_unreachable() -> str | None:
