@@ -6,8 +6,11 @@ distinct bytes, so every copy is analysed) is dispatched through the Celery
 backend, as the API does, to one worker and then, on a fresh database, to two.
 The time is dispatch to final status; the ratio one / two is the speed-up
 (bar: at least 1.7 on two cores). Rounds alternate the order; every ratio is
-printed with the machine's load average (other work on a shared machine takes
-cores from the two workers), then the median.
+printed with the cores the workers got and how busy the whole machine was
+(other work on a shared machine takes cores from the workers), then the
+median. Each worker runs in a session
+of its own, as a service does: Linux shares the CPU fairly between sessions,
+so workers sharing one session would share one session's time.
 
 Needs PostgreSQL (``IMAGE_TAGGER_TEST_POSTGRES_URL``) and Redis
 (``IMAGE_TAGGER_TEST_BROKER_URL``); says so and skips when either is down.
@@ -22,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,22 +89,34 @@ def main(argv: list[str] | None = None) -> None:
         ratios = []
         for round_ in range(args.rounds):
             order = (1, 2) if round_ % 2 == 0 else (2, 1)
-            seconds = {n: run_batch(folder, files, workers=n) for n in order}
-            ratio = seconds[1] / seconds[2]
+            runs = {n: run_batch(folder, files, workers=n) for n in order}
+            ratio = runs[1].seconds / runs[2].seconds
             ratios.append(ratio)
-            print(
-                f"  round {round_ + 1}: one worker {seconds[1]:6.2f} s, "
-                f"two workers {seconds[2]:6.2f} s, ratio {ratio:.2f}   "
-                f"(load average {os.getloadavg()[0]:.1f})"
-            )
+            print(f"  round {round_ + 1}: ratio {ratio:.2f}")
+            for n in (1, 2):
+                print(f"    {'one' if n == 1 else 'two'} {runs[n]}")
     print(
         f"  ratio one / two workers: median {statistics.median(ratios):.2f}, "
         f"min {min(ratios):.2f}, max {max(ratios):.2f}   (bar: >= {BAR})"
     )
 
 
-def run_batch(folder: Path, files: list[Path], *, workers: int) -> float:
-    """Seconds from dispatch to the job's final status with ``workers`` workers."""
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    worker_cpu_seconds: float  # the workers' and their analysis processes'
+    busy_cores: float  # the whole machine's, all users
+
+    def __str__(self) -> str:
+        return (
+            f"{self.seconds:6.2f} s; the workers used "
+            f"{self.worker_cpu_seconds / self.seconds:.2f} cores, the machine "
+            f"was busy on {self.busy_cores:.2f} of {os.cpu_count()}"
+        )
+
+
+def run_batch(folder: Path, files: list[Path], *, workers: int) -> Run:
+    """Dispatch to final status with ``workers`` workers: time and CPU use."""
     run = folder / f"run-{workers}-{secrets.token_hex(3)}"
     with _database() as database_url:
         env = {
@@ -122,15 +138,41 @@ def run_batch(folder: Path, files: list[Path], *, workers: int) -> float:
             for worker in processes:
                 worker.start(concurrency=1)
             time.sleep(3)  # the analysis processes finish starting
+            sessions = {worker.process.pid for worker in processes}
+            cpu_before, machine_before = _cpu_seconds(sessions), _machine_seconds()
             seconds = _dispatch_and_wait(job_id)
-            counts = [len(worker.items_recorded()) for worker in processes]
+            cpu = _cpu_seconds(sessions) - cpu_before
+            busy, total = (
+                a - b for a, b in zip(_machine_seconds(), machine_before, strict=True)
+            )
         finally:
             for worker in processes:
                 worker.stop()
             remove_keys(env["IMAGE_TAGGER_BROKER_KEY_PREFIX"])
             _reset()
+    counts = [len(worker.items_recorded()) for worker in processes]
     assert sum(counts) == len(files), counts
-    return seconds
+    return Run(seconds, cpu, busy / total * (os.cpu_count() or 1))
+
+
+def _cpu_seconds(sessions: set[int]) -> float:
+    """CPU time of every process in these sessions (a worker and its children)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sessions:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_seconds() -> tuple[float, float]:
+    """CPU time the machine spent busy, and in all, since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / 100, sum(values) / 100
 
 
 def _record_job(files: list[Path]) -> int:

@@ -93,6 +93,11 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
+                # Its own session, as a worker started as a service has: Linux
+                # shares CPU time fairly between sessions (autogroups), so
+                # workers in one session with their caller would share one
+                # share of a busy machine.
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while f"{self.nodename} ready." not in self.log():
