@@ -1,7 +1,20 @@
 """Every benchmark, one after another: ``make bench``."""
 
-from bench import job_speed, worker_scaling
+from bench import (
+    api_fuzz,
+    eta_accuracy,
+    job_speed,
+    upload_load,
+    upload_memory,
+    vlm_throughput,
+    worker_scaling,
+)
 
 if __name__ == "__main__":
     job_speed.main()
+    eta_accuracy.main()
+    vlm_throughput.main()
+    upload_load.main()
+    upload_memory.main()
+    api_fuzz.main()
     worker_scaling.main([])

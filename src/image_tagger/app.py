@@ -8,23 +8,30 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
 from image_tagger import __version__
 from image_tagger.auth.service import create_token, has_admin_token
+from image_tagger.cockpit.endpoints import mount_cockpit, sign_in_link
 from image_tagger.db import get_engine, session_scope
 from image_tagger.images.endpoints import router as images_router
 from image_tagger.images.formats import apply_pixel_limit
 from image_tagger.jobs.backends import create_backend
 from image_tagger.jobs.endpoints import router as jobs_router
 from image_tagger.logging import configure_logging
+from image_tagger.monitoring import router as monitoring_router
+from image_tagger.security_headers import (
+    SecurityHeadersMiddleware,
+    swagger_init_script,
+    swagger_page,
+)
 from image_tagger.settings import Settings, get_settings
 from image_tagger.uploads.endpoints import router as uploads_router
 from image_tagger.uploads.storage import remove_stale_staging
+from image_tagger.vlm.endpoints import router as costs_router
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +69,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "\nNo admin token existed, so one was created (it is shown only once):\n"
             f"    {token}\n"
             f"Send it as 'Authorization: Bearer {token[:8]}...' to {base}/api/v1/admin/"
-            f"\nor use it in the API documentation at {base}/docs (Authorize).\n",
+            f"\nor use it in the API documentation at {base}/docs (Authorize).\n"
+            "Open the Admin Cockpit with this link (it signs in that browser tab):\n"
+            f"    {sign_in_link(base, token)}\n",
             file=sys.stderr,
             flush=True,
         )
@@ -99,10 +108,14 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     _serve_docs_offline(app)
     app.include_router(uploads_router)
     app.include_router(jobs_router)
     app.include_router(images_router)
+    app.include_router(monitoring_router)
+    app.include_router(costs_router)
+    mount_cockpit(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
@@ -129,13 +142,15 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
-            title=f"{app.title} API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        page = swagger_page(
+            title=f"{app.title} API", assets=DOCS_ASSETS, init_url="/docs/init.js"
         )
+        return HTMLResponse(page)
+
+    @app.get("/docs/init.js", include_in_schema=False)
+    def docs_init() -> Response:
+        script = swagger_init_script(openapi_url=app.openapi_url)
+        return Response(script, media_type="text/javascript")
 
 
 def _database_health() -> dict:

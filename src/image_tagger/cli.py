@@ -1,4 +1,4 @@
-"""The ``image-tagger`` command: serve, ingest, analyze, token."""
+"""The ``image-tagger`` command: serve, ingest, analyze, reanalyze, export, token."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from image_tagger.settings import (
@@ -33,6 +35,8 @@ token_app = typer.Typer(
     help="Create, list and revoke API tokens.", no_args_is_help=True
 )
 app.add_typer(token_app, name="token")
+vlm_app = typer.Typer(help="The VLM provider: check its set-up.", no_args_is_help=True)
+app.add_typer(vlm_app, name="vlm")
 
 # Tables stay readable when the output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -80,6 +84,13 @@ def serve(
     """Start the API and (by default) the in-process job runner."""
     import uvicorn
 
+    from image_tagger.jobs.events import closing
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            closing.set()  # open event streams end, so stopping need not wait
+            await super().shutdown(sockets)
+
     if host:
         os.environ["IMAGE_TAGGER_HOST"] = host
     if port:
@@ -88,12 +99,13 @@ def serve(
     _prepare(runs_jobs=True)
     settings = get_settings()
     _require_free_port(settings.host, settings.port)
-    uvicorn.run(
+    config = uvicorn.Config(
         "image_tagger.app:app",
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
     )
+    Server(config).run()
 
 
 def _require_free_port(host: str, port: int) -> None:
@@ -207,7 +219,9 @@ def ingest(
     )
     for verdict in verdicts:
         if verdict.status == "rejected":
-            console.print(f"  rejected {verdict.filename}: {verdict.reason}")
+            console.print(
+                f"  rejected {escape(verdict.filename)}: {escape(verdict.reason)}"
+            )
 
     if settings.queue == "celery" and not wait:
         from image_tagger.jobs.backends import create_backend
@@ -314,10 +328,10 @@ def _print_job_table(job_id: int) -> None:
                 metrics = analysis.metrics if analysis else {}
             table.add_row(
                 str(item.id),
-                item.filename,
+                Text(item.filename),  # names are data, never markup
                 item.status,
                 *(_fmt(metrics.get(key)) for key in SUMMARY_METRICS),
-                item.error_message or item.note or "",
+                Text(item.error_message or item.note or ""),
             )
         console.print(table)
         console.print(
@@ -375,6 +389,80 @@ def analyze(
     raise typer.Exit(1 if failures else 0)
 
 
+@app.command()
+def reanalyze(
+    every_image: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every stored image, even those the current version has analysed "
+            "(VLM results already stored from the configured model are kept)",
+        ),
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Run the job here and wait")] = True,
+) -> None:
+    """Analyse again, as a new job, images analysed only by older pipeline versions."""
+    from image_tagger.db import session_scope
+    from image_tagger.jobs.service import create_reanalysis_job
+    from image_tagger.science.pipeline import PIPELINE_VERSION
+
+    _prepare(runs_jobs=True)
+    settings = get_settings()
+    with session_scope(write=True) as session:
+        job = create_reanalysis_job(session, every_image=every_image, created_by="cli")
+        job_id, total = (job.id, job.total_items) if job else (None, 0)
+    if job_id is None:
+        console.print(
+            "nothing to re-analyse: every analysed image has an analysis from "
+            f"pipeline version {PIPELINE_VERSION} (use --all to analyse every image "
+            "again)"
+        )
+        return
+    console.print(f"job {job_id}: {_plural(total, 'image')} to analyse again")
+    if settings.queue == "none" or not wait:
+        console.print(
+            f"job {job_id} recorded; a server on this data directory runs it, or: "
+            f"{sys.executable} -m scripts.run_upload_job {job_id}"
+        )
+        return
+    status = _run_and_watch(job_id)
+    console.print(f"job {job_id}: {status}")
+    raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_WITH_ERRORS") else 1)
+
+
+@app.command()
+def export(
+    job_id: Annotated[int, typer.Argument(help="The job's id", min=1, max=2**31 - 1)],
+    export_format: Annotated[
+        str, typer.Option("--format", "-f", help="csv or parquet")
+    ] = "csv",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: job-ID.FORMAT)"),
+    ] = None,
+) -> None:
+    """Write a job's results, one row per image, as CSV or Parquet."""
+    from image_tagger.db import session_scope
+    from image_tagger.jobs import export as job_export
+    from image_tagger.jobs.models import UploadJob
+
+    if export_format not in ("csv", "parquet"):
+        err.print(f"unknown format {export_format!r}; use --format csv or parquet")
+        raise typer.Exit(2)
+    _prepare()
+    with session_scope() as session:
+        if session.get(UploadJob, job_id) is None:
+            err.print(f"no job {job_id}")
+            raise typer.Exit(2)
+        table = job_export.build_table(session, job_id)
+    output = output or Path(f"job-{job_id}.{export_format}")
+    output.write_bytes(job_export.render(table, export_format))
+    console.print(
+        f"{output}: {_plural(len(table.rows), 'row')}, "
+        f"{_plural(len(table.columns), 'column')}"
+    )
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[str, typer.Option(help="admin or tagger")] = "admin",
@@ -397,7 +485,7 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(
     token_id: Annotated[
-        int, typer.Argument(help="The id shown by 'token list'", min=1, max=2**63 - 1)
+        int, typer.Argument(help="The id shown by 'token list'", min=1, max=2**31 - 1)
     ],
 ) -> None:
     """Revoke a token: it stops working at once."""
@@ -433,6 +521,75 @@ def token_list() -> None:
                 row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
             )
     console.print(table)
+
+
+@vlm_app.command("check")
+def vlm_check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="A photo to send (default: a small drawn facade)"),
+    ] = None,
+) -> None:
+    """Make one real call to the configured provider and show what it answered,
+    its tokens and its cost (the call is written to the ledger)."""
+    from image_tagger.science.pipeline import decode_for_pipeline
+    from image_tagger.vlm.analyzers import COGNITIVE, NOT_CONFIGURED
+    from image_tagger.vlm.service import CallContext, get_vlm
+
+    _prepare()
+    settings = get_settings()
+    vlm = get_vlm(settings)
+    if vlm is None:
+        err.print(NOT_CONFIGURED)
+        raise typer.Exit(2)
+    if file is None:
+        jpeg = _drawn_facade()
+    else:
+        try:
+            _metrics, jpeg = decode_for_pipeline(
+                file, None, metrics=False, vlm_image=True
+            )
+        except (OSError, ValueError) as exc:
+            err.print(f"{file}: {exc}")
+            raise typer.Exit(2) from None
+
+    console.print(
+        f"asking {vlm.model} at {settings.vlm_base_url or 'OpenAI'} "
+        f"(provider {vlm.provider}) to rate {file or 'a drawn facade'} ..."
+    )
+    context = CallContext()
+    outcome = vlm.run(COGNITIVE, jpeg, context, tool="check")
+    for number, call in enumerate(context.calls, 1):
+        cost = "unknown price" if call.cost_usd is None else f"${call.cost_usd:.6f}"
+        console.print(
+            f"call {number}: {call.outcome}, {call.latency_ms:.0f} ms, "
+            f"{call.input_tokens} input + {call.output_tokens} output tokens, "
+            f"{cost}" + (f"\n  {call.error}" if call.error else ""),
+            highlight=False,
+        )
+    if outcome.status != "ok":
+        err.print(f"{outcome.status}: {outcome.reason}", highlight=False)
+        raise typer.Exit(1)
+    console.print_json(data=outcome.result)
+
+
+def _drawn_facade() -> bytes:
+    """A small drawing of a house front under a sky, as a JPEG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (512, 384), (150, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 300, 512, 384), fill=(90, 140, 70))
+    draw.rectangle((120, 150, 392, 320), fill=(200, 170, 130))
+    draw.polygon([(100, 150), (256, 60), (412, 150)], fill=(150, 60, 50))
+    draw.rectangle((230, 240, 282, 320), fill=(90, 60, 40))
+    for left in (150, 320):
+        draw.rectangle((left, 180, left + 45, 225), fill=(240, 240, 220))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Time allowed beyond the analysis time limit for an item's other steps.
@@ -64,6 +70,23 @@ class Settings(BaseSettings):
     vlm_budget_usd: float | None = Field(default=None, ge=0)
     vlm_concurrency: int = Field(default=4, ge=1)
     vlm_rpm: int | None = Field(default=None, ge=1)
+    # VLM calls: provider name for prices and the ledger, price overrides,
+    # time limits and retries (see the README's VLM section).
+    vlm_provider: str | None = Field(
+        default=None,
+        description="Provider id for prices (openai, openrouter, ...); default: "
+        "recognised from the base URL",
+    )
+    vlm_price_input_per_mtok_usd: float | None = Field(default=None, ge=0)
+    vlm_price_output_per_mtok_usd: float | None = Field(default=None, ge=0)
+    vlm_timeout_seconds: float = Field(default=60.0, gt=0)
+    vlm_max_attempts: int = Field(default=4, ge=1)
+    vlm_retry_total_seconds: float = Field(default=180.0, gt=0)
+    vlm_backoff_seconds: float = Field(default=1.0, ge=0)
+    vlm_max_output_tokens: int = Field(default=1500, ge=16)
+
+    # /metrics answers without credentials unless this is true (then: admin).
+    metrics_auth: bool = False
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
@@ -77,6 +100,16 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _both_prices(self) -> Settings:
+        given = (self.vlm_price_input_per_mtok_usd, self.vlm_price_output_per_mtok_usd)
+        if (given[0] is None) != (given[1] is None):
+            raise ValueError(
+                "set both IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and "
+                "IMAGE_TAGGER_VLM_PRICE_OUTPUT_PER_MTOK_USD, or neither"
+            )
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -111,6 +144,11 @@ class Settings(BaseSettings):
             )
         return None
 
+    @property
+    def vlm_configured(self) -> bool:
+        """A VLM provider is set up: a model, and a base URL or an API key."""
+        return bool(self.vlm_model and (self.vlm_base_url or self.vlm_api_key))
+
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.images_dir, self.tmp_dir):
             path.mkdir(parents=True, exist_ok=True)
@@ -125,6 +163,9 @@ def describe_invalid_settings(error: ValidationError) -> str:
     """A user-facing account of bad environment variables, one line each."""
     lines = ["invalid settings; fix these environment variables:"]
     for problem in error.errors():
+        if not problem["loc"]:  # a rule across settings: its message names them
+            lines.append(f"  {problem['msg']}")
+            continue
         name = "IMAGE_TAGGER_" + "_".join(str(part) for part in problem["loc"]).upper()
         lines.append(f"  {name}={problem.get('input')!r}: {problem['msg']}")
     return "\n".join(lines)

@@ -17,6 +17,12 @@ ADMIN_PATHS = [
     ("GET", "/api/v1/admin/images/1/file"),
     ("GET", "/api/v1/admin/images/1/thumbnail"),
     ("POST", "/api/v1/admin/upload"),
+    ("POST", "/api/v1/admin/upload/jobs/1/cancel"),
+    ("POST", "/api/v1/admin/upload/jobs/1/retry"),
+    ("POST", "/api/v1/admin/upload/jobs/reanalyze"),
+    ("GET", "/api/v1/admin/upload/jobs/1/export"),
+    ("GET", "/api/v1/admin/upload/jobs/1/events"),
+    ("GET", "/api/v1/admin/costs"),
 ]
 
 

@@ -435,3 +435,17 @@ def test_an_oversized_png_metadata_chunk_is_named_not_called_corrupt(tmp_path):
 
     with pytest.raises(ImageDecodeError, match="metadata chunk"):
         open_image_header(path)
+
+
+def test_the_upright_header_size_of_a_png_decodes_no_pixel(tmp_path, monkeypatch):
+    # Pillow looks for a late PNG EXIF chunk by decoding every pixel; a header
+    # check must not, or a decompression bomb is decoded before it is measured.
+    from PIL import PngImagePlugin
+
+    path = save(Image.new("L", (3000, 2000)), tmp_path / "big.png")
+
+    def refuse(self):
+        raise AssertionError("pixels decoded during a header check")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", refuse)
+    assert open_image_header(path, upright=True) == ("PNG", 3000, 2000)

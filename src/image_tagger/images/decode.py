@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from functools import lru_cache
 
@@ -48,6 +49,12 @@ class ImageDecodeError(ValueError):
 
 class ImageTooLargeError(ImageDecodeError):
     """The image has more pixels than the decoder will allocate."""
+
+    @property
+    def pixels(self) -> int | None:
+        """The pixel count the header declares, when the decoder said it."""
+        found = re.search(r"\((\d+) pixels\)", str(self))
+        return int(found.group(1)) if found else None
 
 
 def open_image_header(
@@ -88,7 +95,7 @@ def open_image_header(
         try:
             with Image.open(fp) as image:
                 width, height = image.size
-                if upright and image.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
+                if upright and _header_orientation(image) in (5, 6, 7, 8):
                     width, height = height, width
                 return image.format or "UNKNOWN", width, height
         except Image.DecompressionBombError as exc:
@@ -101,6 +108,18 @@ def open_image_header(
             raise ImageDecodeError(f"the image header is corrupt: {exc}") from exc
         except Exception as exc:
             raise ImageDecodeError(f"the image header is corrupt: {exc}") from exc
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """EXIF orientation found without decoding pixels (1 when there is none).
+
+    Pillow looks for a PNG's EXIF chunk after the pixel data by decoding every
+    pixel, which a header check must never do (a decompression bomb would be
+    decoded before its pixel count is checked); such a PNG counts as upright.
+    """
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return _orientation(image)
 
 
 def load_analysis_image(

@@ -71,7 +71,11 @@ class InProcessBackend:
         self.settings = settings
         # Two runners per analysis process: while one records a result and
         # claims the next item, the other's image keeps the process busy.
+        # With a VLM provider, as many more as calls may run at once: those
+        # runners wait on the provider while the others keep the pool busy.
         self.runners = 2 * settings.workers
+        if settings.vlm_configured:
+            self.runners += settings.vlm_concurrency
         self._sweep_enabled = sweep
         self._runners = ThreadPoolExecutor(
             max_workers=self.runners, thread_name_prefix="runner"

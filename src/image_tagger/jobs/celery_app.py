@@ -66,7 +66,9 @@ def process_item(job_id: int) -> int | None:
     runtime = WorkerRuntime.current
     if runtime is None:  # run outside a worker (eagerly): compute in this thread
         return process_one_item(job_id)
-    return process_one_item(job_id, executor=runtime.pool, settings=runtime.settings)
+    return process_one_item(
+        job_id, executor=runtime.pool, stop=runtime.stop, settings=runtime.settings
+    )
 
 
 def send_item_tasks(app: Celery, job_id: int, count: int, *, queue: str) -> None:
@@ -160,7 +162,7 @@ class WorkerRuntime:
             timeout_seconds=settings.item_timeout_seconds,
         )
         self.sweeper = Sweeper(app, settings)
-        self._stop = threading.Event()
+        self.stop = threading.Event()
         self._thread = threading.Thread(
             target=self._sweep_forever, name="lease-sweeper", daemon=True
         )
@@ -175,11 +177,11 @@ class WorkerRuntime:
                 self.sweeper.run()
             except Exception:
                 log.exception("sweep.failed")
-            if self._stop.wait(self.settings.recovery_interval_seconds):
+            if self.stop.wait(self.settings.recovery_interval_seconds):
                 return
 
     def shutdown(self) -> None:
-        self._stop.set()
+        self.stop.set()
         self.pool.shutdown()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from image_tagger.db import Base, UTCDateTime, utcnow
@@ -17,10 +17,16 @@ class JobStatus(enum.StrEnum):
     COMPLETED = "COMPLETED"
     COMPLETED_WITH_ERRORS = "COMPLETED_WITH_ERRORS"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
 
 FINAL_JOB_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.FAILED}
+    {
+        JobStatus.COMPLETED,
+        JobStatus.COMPLETED_WITH_ERRORS,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    }
 )
 
 
@@ -29,6 +35,8 @@ class ItemStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    # Still pending when its job was cancelled: never started, never will be.
+    CANCELLED = "CANCELLED"
 
 
 class UploadJob(Base):
@@ -40,6 +48,7 @@ class UploadJob(Base):
     total_items: Mapped[int] = mapped_column(default=0)
     completed_items: Mapped[int] = mapped_column(default=0)
     failed_items: Mapped[int] = mapped_column(default=0)
+    cancelled_items: Mapped[int] = mapped_column(default=0, server_default="0")
     error_summary: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -48,6 +57,12 @@ class UploadJob(Base):
     )
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by a cancel: the job ends CANCELLED once its running items are recorded.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Analyse every item again, even an image the current pipeline has analysed.
+    force_reanalysis: Mapped[bool] = mapped_column(
+        default=False, server_default=false()
+    )
 
     items: Mapped[list[UploadJobItem]] = relationship(
         back_populates="job", order_by="UploadJobItem.id"

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import CancelledError, Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
@@ -26,7 +26,7 @@ from image_tagger.images.decode import ImageDecodeError
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.thumbnails import thumbnail_path
 from image_tagger.jobs import service
-from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJobItem
+from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJob, UploadJobItem
 from image_tagger.science.pipeline import (
     PipelineResult,
     SciencePipeline,
@@ -74,7 +74,10 @@ def run_upload_job(
     stop = stop or threading.Event()
     owner = new_owner()
     pipeline = SciencePipeline(
-        config=SciencePipelineConfig(enable_all=True), executor=executor
+        config=SciencePipelineConfig(enable_all=True),
+        executor=executor,
+        settings=settings,
+        stop=stop,
     )
     with session_scope(write=True) as session:
         service.recover_expired_leases(
@@ -128,8 +131,8 @@ def process_one_item(
     job_id: int,
     *,
     executor: Executor | None = None,
+    stop: threading.Event | None = None,
     settings: Settings | None = None,
-    pipeline: SciencePipeline | None = None,
 ) -> int | None:
     """Claim and process at most one pending item of the job; its id, or None.
 
@@ -138,8 +141,11 @@ def process_one_item(
     items, finds nothing to claim and returns None.
     """
     settings = settings or get_settings()
-    pipeline = pipeline or SciencePipeline(
-        config=SciencePipelineConfig(enable_all=True), executor=executor
+    pipeline = SciencePipeline(
+        config=SciencePipelineConfig(enable_all=True),
+        executor=executor,
+        settings=settings,
+        stop=stop or threading.Event(),
     )
     owner = new_owner()
     started = time.perf_counter()
@@ -176,6 +182,7 @@ class _Work:
     path: Path
     thumbnail: Path
     analysed_by: str | None  # the version of an existing analysis, if any
+    stored_vlm: dict | None = None  # that analysis's VLM outcomes
 
 
 def _claim(
@@ -197,7 +204,7 @@ def _claim(
     )
     if item_id is None:
         return None
-    image_id, sha256, storage_path, analysed_by = session.execute(
+    image_id, sha256, storage_path, analysed_by, force, stored_vlm = session.execute(
         _ITEM_IMAGE, {"item_id": item_id, "version": pipeline.version}
     ).one()
     return _Work(
@@ -206,14 +213,24 @@ def _claim(
         image_id=image_id,
         path=settings.data_dir / storage_path,
         thumbnail=thumbnail_path(settings.data_dir, sha256),
-        analysed_by=analysed_by,
+        analysed_by=None if force else analysed_by,
+        stored_vlm=stored_vlm,
     )
 
 
-# An item's image, and the version of its analysis by this pipeline if any.
+# An item's image, the version of its analysis by this pipeline if any, and
+# whether its job analyses every image again regardless.
 _ITEM_IMAGE = (
-    select(Image.id, Image.sha256, Image.storage_path, ImageAnalysis.pipeline_version)
+    select(
+        Image.id,
+        Image.sha256,
+        Image.storage_path,
+        ImageAnalysis.pipeline_version,
+        UploadJob.force_reanalysis,
+        ImageAnalysis.vlm,
+    )
     .join(UploadJobItem, UploadJobItem.image_id == Image.id)
+    .join(UploadJob, UploadJob.id == UploadJobItem.job_id)
     .outerjoin(
         ImageAnalysis,
         (ImageAnalysis.image_id == Image.id)
@@ -232,7 +249,13 @@ def _process_item(
     started: float,
 ) -> None:
     item_id, job_id = work.item_id, work.job_id
-    if work.analysed_by is not None:
+    if _to_analyse(work, pipeline):
+        try:
+            work = _after_earlier_claims(work, owner=owner, pipeline=pipeline)
+        except CancelledError:
+            _release(item_id, job_id, owner=owner, reason="the service stopped")
+            return
+    if not _to_analyse(work, pipeline):
         note = (
             f"already analysed with pipeline version {work.analysed_by}; "
             "not analysed again"
@@ -246,7 +269,13 @@ def _process_item(
 
     try:
         with LeaseHeartbeat(item_id, owner=owner, lease_seconds=settings.lease_seconds):
-            result = pipeline.compute(work.path, thumbnail=work.thumbnail)
+            result = pipeline.compute(
+                work.path,
+                thumbnail=work.thumbnail,
+                image_id=work.image_id,
+                job_id=job_id,
+                stored_vlm=work.stored_vlm,
+            )
     except ImageDecodeError as exc:
         _fail(item_id, job_id, owner=owner, reason=str(exc), started=started)
         return
@@ -288,6 +317,65 @@ def _process_item(
         image_id=work.image_id,
         pipeline=pipeline,
         started=started,
+        note=_vlm_note(result),
+    )
+
+
+def _to_analyse(work: _Work, pipeline: SciencePipeline) -> bool:
+    """Not analysed by this pipeline version yet, or its VLM results are
+    missing for the configured model (not configured then, budget reached,
+    another model, an error): only those analyzers are asked again."""
+    return work.analysed_by is None or pipeline.vlm_incomplete(work.stored_vlm)
+
+
+def _after_earlier_claims(
+    work: _Work, *, owner: str, pipeline: SciencePipeline
+) -> _Work:
+    """Wait while another runner analyses the same image (claimed first), then
+    say whether it left an analysis: an image is never analysed, nor its model
+    calls paid, twice at the same time. If that runner died, its item goes
+    back to pending when its lease expires, and this one goes on."""
+    with session_scope() as session:
+        if not service.same_image_claimed_before(session, work.item_id):
+            return work
+    log.info("item.waiting_for_same_image", job_id=work.job_id, item_id=work.item_id)
+    settings = pipeline.settings
+    recovered = time.monotonic()
+    with LeaseHeartbeat(
+        work.item_id, owner=owner, lease_seconds=settings.lease_seconds
+    ):
+        while True:
+            if pipeline.stop.wait(0.25):
+                raise CancelledError
+            if time.monotonic() - recovered > settings.lease_seconds / 3:
+                recovered = time.monotonic()
+                with session_scope(write=True) as session:
+                    service.recover_expired_leases(
+                        session, max_attempts=settings.max_attempts
+                    )
+            with session_scope() as session:
+                if not service.same_image_claimed_before(session, work.item_id):
+                    row = session.execute(
+                        _ITEM_IMAGE,
+                        {"item_id": work.item_id, "version": pipeline.version},
+                    ).one()
+                    analysed_by = None if row.force_reanalysis else row.pipeline_version
+                    return replace(work, analysed_by=analysed_by, stored_vlm=row.vlm)
+
+
+def _vlm_note(result: PipelineResult) -> str | None:
+    """A line for the item when a VLM analyzer did not give a result."""
+    problems: dict[tuple[str, str], list[str]] = {}
+    for name, outcome in result.vlm.items():
+        if outcome["status"] != "ok":
+            key = (outcome["status"], outcome["reason"])
+            problems.setdefault(key, []).append(name)
+    return (
+        "; ".join(
+            f"VLM {', '.join(names)} {status}: {reason}"
+            for (status, reason), names in problems.items()
+        )
+        or None
     )
 
 
@@ -311,9 +399,9 @@ def _record(
             ):
                 raise LeaseLost(item_id)
             if result is not None:
-                SciencePipeline(config=pipeline.config, db=session).store(
-                    image_id, result
-                )
+                SciencePipeline(
+                    config=pipeline.config, db=session, settings=pipeline.settings
+                ).store(image_id, result)
     except LeaseLost:
         log.warning("item.lease_lost", job_id=job_id, item_id=item_id, owner=owner)
 

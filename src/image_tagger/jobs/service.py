@@ -10,7 +10,8 @@ once, by whoever records its last item.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import structlog
@@ -90,11 +91,13 @@ def claim_next_item(
         },
     )
     if claimed is not None and mark_job_running:
-        session.execute(
+        started = session.execute(
             update(JOBS)
             .where(J.id == job_id, J.status == JobStatus.PENDING)
             .values(status=JobStatus.RUNNING, started_at=now, updated_at=now)
         )
+        if started.rowcount == 1:
+            log.info("job.started", job_id=job_id, item_id=claimed, owner=owner)
     return claimed
 
 
@@ -197,10 +200,10 @@ def _finish_item(
     if result.rowcount != 1:
         return False
 
-    completed, failed, total = session.execute(
+    completed, failed, cancelled, total = session.execute(
         _COUNT_STATEMENTS[status], {"p_job_id": job_id, "p_now": now}
     ).one()
-    if completed + failed >= total:
+    if completed + failed + cancelled >= total:
         finish_job_if_done(session, job_id)
     return True
 
@@ -218,7 +221,7 @@ def _count_statement(counter) -> Update:
                 J.updated_at: bindparam("p_now", type_=UTCDateTime()),
             }
         )
-        .returning(J.completed_items, J.failed_items, J.total_items)
+        .returning(J.completed_items, J.failed_items, J.cancelled_items, J.total_items)
     )
 
 
@@ -251,6 +254,7 @@ def refresh_error_summary(session: Session, job_id: int) -> None:
 def finish_job_if_done(session: Session, job_id: int) -> str | None:
     """Set the final status once every item is recorded; only the first call does."""
     final = case(
+        (J.cancel_requested_at.is_not(None), JobStatus.CANCELLED.value),
         (J.failed_items == 0, JobStatus.COMPLETED.value),
         (J.completed_items == 0, JobStatus.FAILED.value),
         else_=JobStatus.COMPLETED_WITH_ERRORS.value,
@@ -261,7 +265,7 @@ def finish_job_if_done(session: Session, job_id: int) -> str | None:
         .where(
             J.id == job_id,
             J.status.in_([JobStatus.PENDING, JobStatus.RUNNING]),
-            J.completed_items + J.failed_items >= J.total_items,
+            J.completed_items + J.failed_items + J.cancelled_items >= J.total_items,
         )
         .values(status=final, finished_at=now, updated_at=now)
         .returning(J.status)
@@ -272,6 +276,7 @@ def finish_job_if_done(session: Session, job_id: int) -> str | None:
                 J.total_items,
                 J.completed_items,
                 J.failed_items,
+                J.cancelled_items,
                 J.started_at,
             ).where(J.id == job_id)
         ).one()
@@ -282,6 +287,7 @@ def finish_job_if_done(session: Session, job_id: int) -> str | None:
             items=job.total_items,
             completed=job.completed_items,
             failed=job.failed_items,
+            cancelled=job.cancelled_items,
             seconds=round((now - (job.started_at or now)).total_seconds(), 3),
         )
     return status
@@ -365,3 +371,230 @@ def pending_item_counts(
 
 def job_status(session: Session, job_id: int) -> str | None:
     return session.scalar(select(J.status).where(J.id == job_id))
+
+
+# Operating jobs: cancel, retry, re-analyse, and the throughput behind an ETA.
+
+
+class JobNotFound(LookupError):
+    """No job has this id."""
+
+
+class JobStateError(ValueError):
+    """The job is not in a state that allows the operation; the message says why."""
+
+
+def cancel_job(session: Session, job_id: int) -> int:
+    """Cancel the job's pending items; returns how many were cancelled.
+
+    Pending items become CANCELLED and are never started. Items already
+    running finish and are recorded as usual; the job ends CANCELLED once the
+    last of them is (at once when none is running).
+    """
+    status = job_status(session, job_id)
+    if status is None:
+        raise JobNotFound(job_id)
+    now = utcnow()
+    requested = session.execute(
+        update(JOBS)
+        .where(J.id == job_id, J.status.not_in(list(FINAL_JOB_STATUSES)))
+        .values(cancel_requested_at=func.coalesce(J.cancel_requested_at, now))
+    )
+    if requested.rowcount != 1:
+        raise JobStateError(
+            f"job {job_id} is already {job_status(session, job_id)}; a finished job "
+            "cannot be cancelled"
+        )
+
+    cancelled = session.execute(
+        update(ITEMS)
+        .where(I.job_id == job_id, I.status == ItemStatus.PENDING)
+        .values(
+            status=ItemStatus.CANCELLED,
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            note="cancelled before it started",
+        )
+    ).rowcount
+    session.execute(
+        update(JOBS)
+        .where(J.id == job_id)
+        .values(cancelled_items=J.cancelled_items + cancelled, updated_at=now)
+    )
+    running = _count_items(session, job_id, ItemStatus.RUNNING)
+    log.info(
+        "job.cancel_requested", job_id=job_id, cancelled=cancelled, running=running
+    )
+    finish_job_if_done(session, job_id)
+    return cancelled
+
+
+def retry_failed_items(session: Session, job_id: int) -> int:
+    """Put the job's failed items back to pending; returns how many.
+
+    Each retried item starts with no attempts, so it gets the full
+    ``max_attempts`` again. Files rejected at upload were never stored and
+    stay failed. A finished job goes back to PENDING (to be dispatched again)
+    and gets its final status anew; a cancelled one ends CANCELLED again.
+    """
+    status = job_status(session, job_id)
+    if status is None:
+        raise JobNotFound(job_id)
+    now = utcnow()
+    retried = session.execute(
+        update(ITEMS)
+        .where(
+            I.job_id == job_id,
+            I.status == ItemStatus.FAILED,
+            I.image_id.is_not(None),
+        )
+        .values(
+            status=ItemStatus.PENDING,
+            attempts=0,
+            note="retried after: " + func.coalesce(I.error_message, "no reason"),
+            error_message=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            started_at=None,
+            finished_at=None,
+            seconds=None,
+        )
+    ).rowcount
+    if retried == 0:
+        raise JobStateError(
+            f"job {job_id} has no failed item to retry (files rejected at upload "
+            "were never stored: upload them again once fixed)"
+        )
+
+    was_final = J.status.in_(list(FINAL_JOB_STATUSES))
+    session.execute(
+        update(JOBS)
+        .where(J.id == job_id)
+        .values(
+            failed_items=J.failed_items - retried,
+            status=case((was_final, JobStatus.PENDING.value), else_=J.status),
+            started_at=case((was_final, None), else_=J.started_at),
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+    refresh_error_summary(session, job_id)
+    log.info("job.retry", job_id=job_id, items=retried, previous_status=status)
+    return retried
+
+
+def create_reanalysis_job(
+    session: Session, *, every_image: bool = False, created_by: str | None = None
+) -> UploadJob | None:
+    """A new job over images analysed only by older pipeline versions; flushed.
+
+    With ``every_image``, over every stored image, analysed again even when
+    the current version has analysed it. None when there is nothing to run.
+    """
+    from image_tagger.images.models import Image, ImageAnalysis
+    from image_tagger.science.pipeline import PIPELINE_VERSION
+
+    query = select(Image.id, Image.filename).order_by(Image.id)
+    if not every_image:
+        analysed = select(ImageAnalysis.id).where(ImageAnalysis.image_id == Image.id)
+        current = analysed.where(ImageAnalysis.pipeline_version == PIPELINE_VERSION)
+        query = query.where(analysed.exists(), ~current.exists())
+    images = session.execute(query).all()
+    if not images:
+        return None
+
+    job = UploadJob(
+        status=JobStatus.PENDING,
+        created_by=created_by,
+        total_items=len(images),
+        force_reanalysis=every_image,
+    )
+    session.add(job)
+    session.flush()
+    session.execute(
+        ITEMS.insert(),
+        [
+            {
+                "job_id": job.id,
+                "image_id": image.id,
+                "filename": image.filename,
+                "status": ItemStatus.PENDING.value,
+                "attempts": 0,
+            }
+            for image in images
+        ],
+    )
+    log.info(
+        "job.reanalysis_created",
+        job_id=job.id,
+        items=len(images),
+        every_image=every_image,
+        pipeline_version=PIPELINE_VERSION,
+    )
+    return job
+
+
+def _count_items(session: Session, job_id: int, status: ItemStatus) -> int:
+    return session.scalar(
+        select(func.count()).where(I.job_id == job_id, I.status == status)
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The items a running job recorded since it started, and when the first was."""
+
+    finished: int = 0
+    first_finished_at: datetime | None = None
+
+
+def progress_since_start(session: Session, job_ids: list[int]) -> dict[int, Progress]:
+    """Per job, what it recorded since it last started running: its throughput."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(I.job_id, func.count(), func.min(I.finished_at))
+        .join(JOBS, J.id == I.job_id)
+        .where(
+            I.job_id.in_(job_ids),
+            I.status.in_([ItemStatus.COMPLETED, ItemStatus.FAILED]),
+            I.finished_at >= J.started_at,
+        )
+        .group_by(I.job_id)
+    ).all()
+    return {
+        job_id: Progress(finished=count, first_finished_at=_aware(first))
+        for job_id, count, first in rows
+    }
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """An aggregate's timestamp, which SQLite returns as text or naive."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def same_image_claimed_before(session: Session, item_id: int) -> bool:
+    """Another item of this item's image is running and was claimed first.
+
+    Two jobs can hold the same new image (uploads at the same moment); the
+    later claim waits for the earlier one, so the image is analysed, and its
+    model calls paid, once. Claims are ordered by start time, then id.
+    """
+    mine = select(I.image_id, I.started_at).where(I.id == item_id).subquery()
+    earlier = (
+        select(I.id)
+        .join(mine, I.image_id == mine.c.image_id)
+        .where(
+            I.id != item_id,
+            I.status == ItemStatus.RUNNING,
+            (I.started_at < mine.c.started_at)
+            | ((I.started_at == mine.c.started_at) & (I.id < item_id)),
+        )
+        .limit(1)
+    )
+    return session.scalar(earlier) is not None

@@ -1,18 +1,22 @@
 """SciencePipeline: runs every enabled analyzer on an image and stores the result.
 
 Computing and storing are separate steps so that a runner can compute outside
-any transaction (in a process pool) and record the result in the same
-transaction as the item's status.
+any transaction (the pixels in a process pool, the VLM calls in its own
+thread) and record the result in the same transaction as the item's status.
 """
 
 from __future__ import annotations
 
+import io
+import threading
 import time
-from concurrent.futures import Executor
+from concurrent.futures import CancelledError, Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import structlog
+from PIL import Image as PILImage
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -30,7 +34,18 @@ from image_tagger.science.compute import (
     MetricsResult,
     compute_metrics,
 )
-from image_tagger.settings import get_settings
+from image_tagger.settings import Settings, get_settings
+from image_tagger.vlm.analyzers import (
+    NOT_CONFIGURED,
+    VLM_IMAGE_QUALITY,
+    failed,
+    skipped,
+)
+
+if TYPE_CHECKING:
+    from image_tagger.vlm.service import CallContext, VlmService
+
+log = structlog.get_logger(__name__)
 
 PIPELINE_VERSION = "1"
 
@@ -41,10 +56,17 @@ class SciencePipelineConfig:
 
     enable_all: bool = False
     metrics: bool = True
+    vlm: bool = False
 
     @property
     def run_metrics(self) -> bool:
         return self.enable_all or self.metrics
+
+    @property
+    def run_vlm(self) -> bool:
+        """The VLM analyzers are asked for (they are skipped, and say so, when no
+        provider is configured)."""
+        return self.enable_all or self.vlm
 
 
 @dataclass
@@ -63,9 +85,57 @@ def decode_and_measure(path: Path, thumbnail: Path | None = None) -> MetricsResu
     return compute_metrics(pixels)
 
 
+def decode_for_pipeline(
+    path: Path, thumbnail: Path | None, *, metrics: bool, vlm_image: bool
+) -> tuple[MetricsResult | None, bytes | None]:
+    """Decode once; the metrics and the JPEG the VLM sees, as asked (in a pool)."""
+    pixels = load_analysis_image(path)
+    if thumbnail is not None:
+        write_thumbnail(pixels, thumbnail)
+    jpeg = None
+    if vlm_image:
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels).save(
+            buffer, format="JPEG", quality=VLM_IMAGE_QUALITY
+        )
+        jpeg = buffer.getvalue()
+    return (compute_metrics(pixels) if metrics else None), jpeg
+
+
 def decode_for_thumbnail(path: Path, thumbnail: Path) -> None:
     """Only the thumbnail, for an image analysed before without one."""
     write_thumbnail(load_analysis_image(path, max_side=THUMBNAIL_SIDE), thumbnail)
+
+
+def _decode_for_pipeline_task(
+    path: Path, thumbnail: Path | None, metrics: bool, vlm_image: bool
+) -> tuple[MetricsResult | None, bytes | None]:
+    # The pool passes positional arguments only.
+    return decode_for_pipeline(path, thumbnail, metrics=metrics, vlm_image=vlm_image)
+
+
+def _vlm_service(settings: Settings) -> VlmService | None:
+    """The process's VLM service, or None; the provider's client is imported
+    only where it is used (not in the analysis processes)."""
+    if not settings.vlm_configured:
+        return None
+    from image_tagger.vlm.service import get_vlm
+
+    return get_vlm(settings)
+
+
+def _analyze_or_error(
+    vlm: VlmService, jpeg: bytes, context: CallContext, kept: dict[str, Any]
+) -> dict[str, Any]:
+    """The VLM analyzers' outcomes; a fault of ours is their error, so the
+    image keeps its metrics (stopping the service still stops the item)."""
+    try:
+        return vlm.analyze(jpeg, context, kept=kept)
+    except CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("vlm.failed", image_id=context.image_id)
+        return failed(f"the VLM stage failed: {type(exc).__name__}: {exc}", vlm.model)
 
 
 class SciencePipeline:
@@ -79,35 +149,73 @@ class SciencePipeline:
         config: SciencePipelineConfig,
         db: Session | None = None,
         executor: Executor | None = None,
+        settings: Settings | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.executor = executor
+        self.settings = settings or get_settings()
+        self.stop = stop or threading.Event()
+        self.vlm = _vlm_service(self.settings) if config.run_vlm else None
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {"metrics": PIPELINE_PARAMS if self.config.run_metrics else None}
+        return {
+            "metrics": PIPELINE_PARAMS if self.config.run_metrics else None,
+            "vlm": self.vlm.parameters if self.vlm is not None else None,
+        }
 
-    def compute(self, path: Path, *, thumbnail: Path | None = None) -> PipelineResult:
+    def compute(
+        self,
+        path: Path,
+        *,
+        thumbnail: Path | None = None,
+        image_id: int | None = None,
+        job_id: int | None = None,
+        stored_vlm: dict[str, Any] | None = None,
+    ) -> PipelineResult:
         """Every enabled analyzer on the file at ``path``; nothing is stored.
 
         With ``thumbnail``, a thumbnail is written there from the same decode.
+        The VLM calls are written to the ledger (for ``image_id`` and
+        ``job_id``) as they are made: they were paid whatever happens next.
+        Of ``stored_vlm`` (an earlier analysis's VLM outcomes), those that are
+        ``ok`` for the configured model are kept, not asked again.
         """
         started = time.perf_counter()
         result = PipelineResult()
+        run_metrics, vlm = self.config.run_metrics, self.vlm
 
-        if self.config.run_metrics:
+        if run_metrics or vlm is not None:
+            args = (path, thumbnail)
+            options = {"metrics": run_metrics, "vlm_image": vlm is not None}
             if self.executor is None:
-                metrics = decode_and_measure(path, thumbnail)
+                metrics, jpeg = decode_for_pipeline(*args, **options)
             else:
-                metrics = self.executor.submit(
-                    decode_and_measure, path, thumbnail
+                metrics, jpeg = self.executor.submit(
+                    _decode_for_pipeline_task, *args, *options.values()
                 ).result()
-            result.metrics = metrics.metrics
-            result.metric_notes = metrics.notes
+            if metrics is not None:
+                result.metrics = metrics.metrics
+                result.metric_notes = metrics.notes
+
+        if vlm is not None:
+            from image_tagger.vlm.service import CallContext
+
+            context = CallContext(image_id=image_id, job_id=job_id, stop=self.stop)
+            kept = vlm.reusable(stored_vlm)
+            result.vlm = _analyze_or_error(vlm, jpeg, context, kept)
+        elif self.config.run_vlm:
+            result.vlm = skipped(NOT_CONFIGURED)
 
         result.seconds = time.perf_counter() - started
         return result
+
+    def vlm_incomplete(self, stored_vlm: dict[str, Any] | None) -> bool:
+        """A provider is configured and ``stored_vlm`` lacks an ``ok`` result of
+        its model for some analyzer."""
+        return self.vlm is not None and not self.vlm.complete(stored_vlm)
 
     def ensure_thumbnail(self, path: Path, thumbnail: Path) -> None:
         """Make the thumbnail of an already analysed image if it is missing."""
@@ -149,10 +257,11 @@ class SciencePipeline:
 
     def analyze(self, image: Image) -> ImageAnalysis:
         """Compute and store every enabled analyzer for ``image``."""
-        data_dir = get_settings().data_dir
+        data_dir = self.settings.data_dir
         result = self.compute(
             data_dir / image.storage_path,
             thumbnail=thumbnail_path(data_dir, image.sha256),
+            image_id=image.id,
         )
         analysis_id = self.store(image.id, result)
         return self._require_db().get(

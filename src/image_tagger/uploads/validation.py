@@ -38,7 +38,12 @@ def clean_filename(raw: str | None) -> str:
     if not text:
         return "unnamed"
     if len(text) > MAX_FILENAME_CHARS:
-        text = text[: MAX_FILENAME_CHARS - 1] + "\u2026"
+        # Shorten the middle, keeping a short extension: "aaaa….jpg".
+        _stem, dot, suffix = text.rpartition(".")
+        keep = f".{suffix}" if dot and 0 < len(suffix) <= 15 else ""
+        if "/" in keep or "\\" in keep:
+            keep = ""
+        text = text[: MAX_FILENAME_CHARS - 1 - len(keep)] + "\u2026" + keep
     return text
 
 
@@ -55,7 +60,7 @@ def inspect_image(path: Path, *, max_pixels: int) -> Inspection:
     try:
         fmt, width, height = open_image_header(path, upright=True)
     except ImageTooLargeError as exc:
-        raise Rejected(_too_many_pixels_message(None, max_pixels)) from exc
+        raise Rejected(_too_many_pixels_message(exc.pixels, max_pixels)) from exc
     except ImageDecodeError as exc:
         raise Rejected(str(exc)) from exc
 
@@ -67,17 +72,22 @@ def inspect_image(path: Path, *, max_pixels: int) -> Inspection:
     if width < 1 or height < 1:
         raise Rejected(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise Rejected(_too_many_pixels_message((width, height), max_pixels))
+        raise Rejected(
+            _too_many_pixels_message(width * height, max_pixels, (width, height))
+        )
 
     return Inspection(fmt, spec.media_type, spec.extension, width, height)
 
 
-def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int) -> str:
-    what = (
-        f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels"
-        if size
-        else ("far more pixels than allowed")
-    )
+def _too_many_pixels_message(
+    pixels: int | None, max_pixels: int, size: tuple[int, int] | None = None
+) -> str:
+    if size is not None:
+        what = f"{size[0]}x{size[1]} = {pixels:,} pixels"
+    elif pixels is not None:
+        what = f"{pixels:,} pixels"
+    else:
+        what = "far more pixels than allowed"
     return (
         f"image has {what}; the limit is {max_pixels:,} pixels, "
         "set IMAGE_TAGGER_MAX_IMAGE_PIXELS to raise it"

@@ -1,0 +1,1 @@
+"""The Admin Cockpit: a static page at /admin that talks to the admin API."""

@@ -1,0 +1,95 @@
+"""The VLM analyzers: what each asks the model, and the schema of its answer.
+
+Each analyzer sends the image with its instructions and asks for JSON against
+its answer's JSON schema (``response_format`` of type ``json_schema``); the
+answer is then validated with the same pydantic model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from image_tagger.vlm.schemas import (
+    PATTERN_VOCABULARY,
+    AnalyzerOutcome,
+    CognitiveRating,
+    PatternsRating,
+)
+
+#: Changes when an analyzer's instructions or schema change (stored with results).
+PROMPTS_VERSION = 1
+
+#: The JPEG quality of the image sent to the model, which is the image the
+#: metrics measure: sRGB, colours as decoded, long side at most 1024 px.
+VLM_IMAGE_QUALITY = 90
+
+NOT_CONFIGURED = (
+    "no VLM provider is configured: set IMAGE_TAGGER_VLM_MODEL and "
+    "IMAGE_TAGGER_VLM_BASE_URL (and IMAGE_TAGGER_VLM_API_KEY if it needs one)"
+)
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    name: str
+    answer: type[BaseModel]
+    instructions: str
+
+    def response_format(self) -> dict[str, Any]:
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": self.name,
+                "schema": self.answer.model_json_schema(),
+                "strict": True,
+            },
+        }
+
+
+_COMMON = (
+    "You are rating a photograph of a building or an interior for a study in "
+    "architecture and environmental psychology. Judge only what the photograph "
+    "shows. Answer with JSON only, matching the given schema exactly."
+)
+
+COGNITIVE = Analyzer(
+    name="cognitive",
+    answer=CognitiveRating,
+    instructions=_COMMON
+    + " Rate the scene from 0 (not at all) to 1 (entirely) on each quality: "
+    "coherence (the scene hangs together and is easy to organise), complexity "
+    "(richness: how much there is to look at), legibility (how easy it would "
+    "be to find one's way), mystery (the promise of more to discover by going "
+    "further), restorativeness (how restful and refreshing it would be to "
+    "spend time there), and how cozy, welcoming, tranquil, scary and jarring "
+    "it feels.",
+)
+
+PATTERNS = Analyzer(
+    name="patterns",
+    answer=PatternsRating,
+    instructions=_COMMON
+    + " For each architectural pattern below, give its presence in the scene "
+    "from 0 (absent) to 1 (clearly present), your confidence in that rating "
+    "from 0 to 1, and a short evidence phrase naming what in the photograph "
+    "shows it (or its absence). Patterns:\n"
+    + "\n".join(f"- {name}: {meaning}" for name, meaning in PATTERN_VOCABULARY.items()),
+)
+
+#: Every analyzer, in the order they run and are stored.
+ANALYZERS: tuple[Analyzer, ...] = (COGNITIVE, PATTERNS)
+
+
+def skipped(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every analyzer skipped for ``reason``, as stored on an analysis."""
+    outcome = AnalyzerOutcome(status="skipped", reason=reason, model=model)
+    return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
+
+
+def failed(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every analyzer in error for ``reason``, as stored on an analysis."""
+    outcome = AnalyzerOutcome(status="error", reason=reason, model=model)
+    return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}

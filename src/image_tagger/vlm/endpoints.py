@@ -1,0 +1,42 @@
+"""The cost ledger's endpoint: totals, the budget and what is left, recent calls."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from image_tagger.auth.dependencies import AdminPrincipal
+from image_tagger.db import session_scope
+from image_tagger.settings import get_settings
+from image_tagger.vlm.ledger import cost_report
+from image_tagger.vlm.schemas import CostsOut
+from image_tagger.vlm.service import get_vlm
+
+router = APIRouter(prefix="/api/v1/admin", tags=["costs"])
+
+
+@router.get("/costs", response_model=CostsOut)
+def get_costs(
+    _: AdminPrincipal,
+    recent: Annotated[int, Query(ge=0, le=1000, description="Latest calls")] = 50,
+    days: Annotated[int, Query(ge=1, le=3660, description="Days in by_day")] = 30,
+) -> CostsOut:
+    """VLM spending: totals by day, model and analyzer, the budget, recent calls.
+
+    `spent_usd` counts every call with a known cost; `reserved_usd` is what
+    the calls in flight in this server may cost; `unpriced_calls` have no
+    known cost (an unknown price, or no usage reported by the provider).
+    """
+    settings = get_settings()
+    vlm = get_vlm(settings)
+    reserved = vlm.budget.reserved if vlm is not None else Decimal(0)
+    with session_scope() as session:
+        return cost_report(
+            session,
+            budget_usd=settings.vlm_budget_usd,
+            reserved_usd=reserved,
+            days=days,
+            recent=recent,
+        )

@@ -1,0 +1,402 @@
+"""Asking the configured VLM provider: one client and one set of limits per process.
+
+Every analyzer call goes through `VlmService.run`: the budget is checked with
+the cost of the calls in flight reserved, then the call waits for a
+concurrency slot and the requests-per-minute limit, and its outcome is written
+to the ledger. Timeouts, 429 (after its Retry-After) and 5xx are retried with
+backoff, within a bounded number of attempts and a bounded total time; an
+answer that does not validate is asked for once more.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import openai
+import structlog
+from pydantic import ValidationError
+
+from image_tagger.settings import Settings
+from image_tagger.vlm import ledger
+from image_tagger.vlm.analyzers import (
+    ANALYZERS,
+    PROMPTS_VERSION,
+    VLM_IMAGE_QUALITY,
+    Analyzer,
+)
+from image_tagger.vlm.limits import Budget, RateLimiter, Stopped
+from image_tagger.vlm.pricing import base_url, call_cost, provider_name
+from image_tagger.vlm.schemas import AnalyzerOutcome
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Attempt:
+    """One HTTP request to the provider, as it ended."""
+
+    outcome: str
+    reason: str | None = None
+    result: dict[str, Any] | None = None
+    retry_after: float | None = None
+    record: ledger.CallRecord | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome in (
+            ledger.RATE_LIMITED,
+            ledger.SERVER_ERROR,
+            ledger.TIMEOUT,
+            ledger.CONNECTION_ERROR,
+        )
+
+
+@dataclass
+class CallContext:
+    image_id: int | None = None
+    job_id: int | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    #: Every ledger record written for the calls made, in order.
+    calls: list[ledger.CallRecord] = field(default_factory=list)
+
+
+class VlmService:
+    """The provider's client and the limits shared by every runner of a process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model = settings.vlm_model
+        self.provider = provider_name(settings)
+        key = settings.vlm_api_key.get_secret_value() if settings.vlm_api_key else None
+        self.client = openai.OpenAI(
+            base_url=base_url(settings),
+            # Local servers (Ollama, vLLM) take any key; the client needs one.
+            api_key=key or "no-key",
+            timeout=settings.vlm_timeout_seconds,
+            max_retries=0,  # retried here, through the limits and the ledger
+        )
+        self.slots = threading.BoundedSemaphore(settings.vlm_concurrency)
+        self.limiter = RateLimiter(settings.vlm_rpm)
+        self.budget = Budget()
+        # The analyzers of one image run at the same time, so that the calls
+        # waiting for a slot always outnumber the slots.
+        self._helpers = ThreadPoolExecutor(
+            max_workers=2 * settings.vlm_concurrency, thread_name_prefix="vlm"
+        )
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "prompts_version": PROMPTS_VERSION,
+            "image": f"the analysis image (sRGB, long side at most 1024 px), JPEG "
+            f"quality {VLM_IMAGE_QUALITY}",
+        }
+
+    def reusable(self, stored: dict[str, Any] | None) -> dict[str, dict]:
+        """The outcomes of ``stored`` that are ``ok`` for this model."""
+        return {
+            name: outcome
+            for name, outcome in (stored or {}).items()
+            if outcome.get("status") == "ok" and outcome.get("model") == self.model
+        }
+
+    def complete(self, stored: dict[str, Any] | None) -> bool:
+        """Every analyzer has an ``ok`` result of this model in ``stored``."""
+        kept = self.reusable(stored)
+        return all(analyzer.name in kept for analyzer in ANALYZERS)
+
+    def analyze(
+        self,
+        jpeg: bytes,
+        context: CallContext,
+        *,
+        kept: dict[str, dict] | None = None,
+    ) -> dict[str, dict]:
+        """Every analyzer on one image, at the same time; those in ``kept``
+        (earlier ``ok`` outcomes) are not asked again."""
+        kept = kept or {}
+        todo = [analyzer for analyzer in ANALYZERS if analyzer.name not in kept]
+        outcomes = dict(kept)
+        if todo:
+            first, *others = todo
+            helped = {
+                analyzer.name: self._helpers.submit(self.run, analyzer, jpeg, context)
+                for analyzer in others
+            }
+            outcomes[first.name] = self.run(first, jpeg, context).model_dump()
+            for name, future in helped.items():
+                outcomes[name] = future.result().model_dump()
+        return {analyzer.name: outcomes[analyzer.name] for analyzer in ANALYZERS}
+
+    def run(
+        self,
+        analyzer: Analyzer,
+        jpeg: bytes,
+        context: CallContext,
+        *,
+        tool: str | None = None,
+    ) -> AnalyzerOutcome:
+        """One analyzer on one image, with its retries; never raises for the
+        provider's faults (only `Stopped` when the service stops)."""
+        settings = self.settings
+        tool = tool or analyzer.name
+        deadline = time.monotonic() + settings.vlm_retry_total_seconds
+        request = self._request(analyzer, jpeg)
+        attempts = invalid = 0
+        while True:
+            reservation, refusal = self._reserve()
+            if refusal:
+                return AnalyzerOutcome(
+                    status="skipped", reason=refusal, model=self.model
+                )
+            try:
+                attempt = self._attempt(analyzer, request, tool, context)
+            finally:
+                if reservation is not None:
+                    self.budget.release(reservation)
+            attempts += 1
+
+            if attempt.outcome == ledger.OK:
+                return AnalyzerOutcome(
+                    status="ok", model=self.model, result=attempt.result
+                )
+            if attempt.outcome == ledger.INVALID and invalid == 0:
+                invalid += 1
+                attempts -= 1  # asked again once, apart from the fault retries
+                continue
+            if attempt.outcome == ledger.INVALID:
+                return self._error(
+                    f"the answer did not match the schema twice: {attempt.reason}"
+                )
+            if not attempt.retryable:
+                return self._error(attempt.reason)
+
+            wait = self._backoff(attempts, attempt.retry_after)
+            if attempts >= settings.vlm_max_attempts:
+                return self._error(
+                    f"{attempt.reason}; gave up after {attempts} attempts "
+                    "(IMAGE_TAGGER_VLM_MAX_ATTEMPTS)"
+                )
+            if time.monotonic() + wait > deadline:
+                return self._error(
+                    f"{attempt.reason}; gave up after {attempts} attempts: the next "
+                    f"one (in {wait:.3g} s) would pass "
+                    f"{settings.vlm_retry_total_seconds:g} s "
+                    "(IMAGE_TAGGER_VLM_RETRY_TOTAL_SECONDS)"
+                )
+            log.info("vlm.retry", tool=tool, reason=attempt.reason, wait_s=wait)
+            if context.stop.wait(wait):
+                raise Stopped
+
+    def _error(self, reason: str | None) -> AnalyzerOutcome:
+        return AnalyzerOutcome(status="error", reason=reason, model=self.model)
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        base = self.settings.vlm_backoff_seconds * 2 ** (attempts - 1)
+        return base * random.uniform(0.5, 1.0)
+
+    def _reserve(self):
+        """(reservation, None) when the call may start, (None, why) when not."""
+        limit = self.settings.vlm_budget_usd
+        if limit is None:
+            return None, None
+        estimate = call_cost(
+            self.settings,
+            self.model,
+            input_tokens=ledger.input_tokens_estimate(self.model),
+            output_tokens=self.settings.vlm_max_output_tokens,
+        )
+        if estimate is None:
+            return None, (
+                f"the price of {self.model} at {self.provider} is unknown, so the "
+                f"budget of ${limit:g} cannot be kept: set "
+                "IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and "
+                "IMAGE_TAGGER_VLM_PRICE_OUTPUT_PER_MTOK_USD (or IMAGE_TAGGER_VLM_"
+                "PROVIDER), or unset IMAGE_TAGGER_VLM_BUDGET_USD"
+            )
+        reservation = self.budget.reserve(
+            estimate, limit=Decimal(str(limit)), spent=ledger.spent_usd
+        )
+        if reservation is None:
+            return None, (
+                f"budget reached: ${float(ledger.spent_usd()):.4f} spent of "
+                f"${limit:g} (IMAGE_TAGGER_VLM_BUDGET_USD), with calls in flight "
+                "reserved"
+            )
+        return reservation, None
+
+    def _request(self, analyzer: Analyzer, jpeg: bytes) -> dict[str, Any]:
+        image_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+        return {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": analyzer.instructions},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Rate this photograph."},
+                        {"type": "image_url", "image_url": {"url": image_url}},
+                    ],
+                },
+            ],
+            "response_format": analyzer.response_format(),
+            "max_tokens": self.settings.vlm_max_output_tokens,
+        }
+
+    def _attempt(
+        self,
+        analyzer: Analyzer,
+        request: dict[str, Any],
+        tool: str,
+        context: CallContext,
+    ) -> _Attempt:
+        """One request within the limits; its ledger row is written before return."""
+        while not self.slots.acquire(timeout=0.5):
+            if context.stop.is_set():
+                raise Stopped
+        try:
+            self.limiter.acquire(context.stop)
+            started = time.perf_counter()
+            attempt, completion = self._send(request)
+            latency_ms = (time.perf_counter() - started) * 1000
+        finally:
+            self.slots.release()
+
+        usage = getattr(completion, "usage", None)
+        input_tokens = getattr(usage, "prompt_tokens", None)
+        output_tokens = getattr(usage, "completion_tokens", None)
+        if completion is not None:
+            attempt = _validated(analyzer, completion)
+        cost = None
+        if input_tokens is not None and output_tokens is not None:
+            cost = call_cost(
+                self.settings,
+                self.model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+            )
+        attempt.record = ledger.CallRecord(
+            tool=tool,
+            provider=self.provider,
+            model=self.model,
+            outcome=attempt.outcome,
+            latency_ms=latency_ms,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+            error=attempt.reason,
+            image_id=context.image_id,
+            job_id=context.job_id,
+        )
+        ledger.record_call(attempt.record)
+        context.calls.append(attempt.record)
+        log.debug("vlm.call", tool=tool, outcome=attempt.outcome, ms=round(latency_ms))
+        return attempt
+
+    def _send(self, request: dict[str, Any]):
+        """(None, completion) on an answer; (attempt saying why, None) on a fault."""
+        try:
+            return None, self.client.chat.completions.create(**request)
+        except openai.APITimeoutError:
+            reason = (
+                f"no answer within {self.settings.vlm_timeout_seconds:g} s "
+                "(IMAGE_TAGGER_VLM_TIMEOUT_SECONDS)"
+            )
+            return _Attempt(ledger.TIMEOUT, reason), None
+        except openai.APIConnectionError as exc:
+            reason = f"cannot reach {base_url(self.settings)}: {exc}"
+            return _Attempt(ledger.CONNECTION_ERROR, reason), None
+        except openai.RateLimitError as exc:
+            return _Attempt(
+                ledger.RATE_LIMITED,
+                f"rate limited by the provider (HTTP 429): {_message(exc)}",
+                retry_after=_retry_after(exc.response),
+            ), None
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            reason = f"the provider answered HTTP {status}: {_message(exc)}"
+            if status >= 500:
+                return _Attempt(
+                    ledger.SERVER_ERROR, reason, retry_after=_retry_after(exc.response)
+                ), None
+            return _Attempt(ledger.REFUSED, reason), None
+        except (openai.OpenAIError, ValueError) as exc:
+            # A response the client could not read (not JSON, a wrong shape).
+            reason = f"unreadable response: {type(exc).__name__}: {exc}"
+            return _Attempt(ledger.REFUSED, reason[:500]), None
+
+
+def _validated(analyzer: Analyzer, completion) -> _Attempt:
+    """The completion's answer checked against the analyzer's schema."""
+    choice = completion.choices[0] if completion.choices else None
+    content = choice.message.content if choice else None
+    if not content:
+        refusal = getattr(choice.message, "refusal", None) if choice else None
+        return _Attempt(ledger.INVALID, f"no answer text ({refusal or 'empty'})")
+    try:
+        answer = analyzer.answer.model_validate_json(content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "answer"
+        detail = f"{where}: {first['msg']}"
+        if choice.finish_reason == "length":
+            detail += " (the answer was cut at IMAGE_TAGGER_VLM_MAX_OUTPUT_TOKENS)"
+        return _Attempt(ledger.INVALID, detail)
+    return _Attempt(ledger.OK, result=answer.model_dump())
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    """The provider's own error message when it sent one."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"][:300]
+    return str(exc.message)[:300]
+
+
+def _retry_after(response) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
+    value = response.headers.get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_service: VlmService | None = None
+_service_key: tuple | None = None
+_service_lock = threading.Lock()
+
+
+def get_vlm(settings: Settings) -> VlmService | None:
+    """The process's VLM service for these settings; None when not configured."""
+    global _service, _service_key
+    if not settings.vlm_configured:
+        return None
+    key = tuple(
+        value
+        for name, value in settings.model_dump().items()
+        if name.startswith("vlm_")
+    )
+    with _service_lock:
+        if _service is None or _service_key != key:
+            _service, _service_key = VlmService(settings), key
+        return _service
