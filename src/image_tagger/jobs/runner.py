@@ -128,6 +128,46 @@ def run_upload_job(
     return RunOutcome(job_id=job_id, status=status, items_recorded=processed)
 
 
+def process_one_item(
+    job_id: int,
+    *,
+    executor: Executor | None = None,
+    stop: threading.Event | None = None,
+    settings: Settings | None = None,
+) -> int | None:
+    """Claim and process at most one pending item of the job; its id, or None.
+
+    The unit of work of a distributed queue: one task per item, each taking
+    whichever item is next. A task delivered twice, or one more task than
+    items, finds nothing to claim and returns None.
+    """
+    settings = settings or get_settings()
+    pipeline = SciencePipeline(
+        config=SciencePipelineConfig(enable_all=True),
+        executor=executor,
+        settings=settings,
+        stop=stop or threading.Event(),
+    )
+    owner = new_owner()
+    started = time.perf_counter()
+    with session_scope(write=True) as session:
+        work = _claim(
+            session,
+            job_id,
+            owner=owner,
+            pipeline=pipeline,
+            settings=settings,
+            first=True,
+        )
+    if work is None:
+        return None
+
+    _process_item(
+        work, owner=owner, pipeline=pipeline, settings=settings, started=started
+    )
+    return work.item_id
+
+
 def _settled(job_id: int) -> bool:
     """True when the job is final, or does not exist."""
     with session_scope() as session:

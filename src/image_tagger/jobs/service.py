@@ -9,6 +9,7 @@ once, by whoever records its last item.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -360,6 +361,25 @@ def jobs_with_pending_items(session: Session) -> list[int]:
         .order_by(I.job_id)
     )
     return list(session.scalars(query))
+
+
+def pending_item_counts(
+    session: Session, job_ids: Iterable[int] | None = None
+) -> dict[int, int]:
+    """Pending items per unfinished job (of ``job_ids``, or of every job)."""
+    query = (
+        select(I.job_id, func.count())
+        .join(JOBS, J.id == I.job_id)
+        .where(
+            I.status == ItemStatus.PENDING,
+            J.status.not_in(list(FINAL_JOB_STATUSES)),
+        )
+        .group_by(I.job_id)
+        .order_by(I.job_id)
+    )
+    if job_ids is not None:
+        query = query.where(I.job_id.in_(list(job_ids)))
+    return {job_id: count for job_id, count in session.execute(query).all()}
 
 
 def job_status(session: Session, job_id: int) -> str | None:
