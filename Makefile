@@ -22,7 +22,7 @@ run: $(STAMP)
 # scaled-out tests (Celery on Redis); they skip, saying why, if a server is down.
 test: $(STAMP)
 	$(BIN)/pytest -q
-	$(BIN)/pytest -q -rs --db=postgresql
+	$(BIN)/pytest -q -rs --db=postgresql --ignore=tests/cockpit  # the page's tests need no second database
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
