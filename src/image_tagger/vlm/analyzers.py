@@ -89,6 +89,25 @@ def skipped(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
     return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
 
 
+def keep_paid(
+    stored: dict[str, Any] | None, fresh: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``fresh`` outcomes, except that a stored ``ok`` result (already paid for)
+    is never replaced by a ``skipped`` or ``error`` one: only a new ``ok`` result
+    replaces it. Returns the outcomes to store and the analyzers kept."""
+    merged, kept = dict(fresh), []
+    for name, outcome in fresh.items():
+        earlier = (stored or {}).get(name)
+        if outcome.get("status") != "ok" and _is_ok(earlier):
+            merged[name] = earlier
+            kept.append(name)
+    return merged, kept
+
+
+def _is_ok(outcome: Any) -> bool:
+    return isinstance(outcome, dict) and outcome.get("status") == "ok"
+
+
 def failed(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
     """Every analyzer in error for ``reason``, as stored on an analysis."""
     outcome = AnalyzerOutcome(status="error", reason=reason, model=model)
