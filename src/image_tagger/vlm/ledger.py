@@ -19,9 +19,14 @@ from image_tagger.vlm.schemas import (
     ToolCost,
 )
 
-#: Input tokens assumed for a call's budget reservation before any call of the
-#: model has reported its usage (a 1024 px image and the prompt, generously).
+#: Input tokens assumed for a call's budget reservation before any call of its
+#: analyzer and model has reported its usage (a 1024 px image and the prompt,
+#: generously); the output is assumed to reach IMAGE_TAGGER_VLM_MAX_OUTPUT_TOKENS.
 DEFAULT_INPUT_TOKENS_ESTIMATE = 4000
+
+#: A reservation is the most tokens among this many latest calls of the same
+#: analyzer and model, priced at the current price.
+ESTIMATE_FROM_CALLS = 100
 
 # Outcomes of a call, as the ledger records them.
 OK = "ok"
@@ -76,13 +81,26 @@ def spent_usd() -> Decimal:
     return Decimal(total or 0)
 
 
-def input_tokens_estimate(model: str) -> int:
-    """The most input tokens a call to ``model`` has used, or a default guess."""
-    with session_scope() as session:
-        most = session.scalar(
-            select(func.max(ToolUsage.input_tokens)).where(ToolUsage.model == model)
+def tokens_estimate(tool: str, model: str) -> tuple[int, int] | None:
+    """The most input and output tokens among the latest calls of ``tool`` to
+    ``model`` that reported their usage; None before the first such call."""
+    latest = (
+        select(ToolUsage.input_tokens, ToolUsage.output_tokens)
+        .where(
+            ToolUsage.tool == tool,
+            ToolUsage.model == model,
+            ToolUsage.input_tokens.is_not(None),
+            ToolUsage.output_tokens.is_not(None),
         )
-    return int(most) if most else DEFAULT_INPUT_TOKENS_ESTIMATE
+        .order_by(ToolUsage.id.desc())
+        .limit(ESTIMATE_FROM_CALLS)
+        .subquery()
+    )
+    with session_scope() as session:
+        most_in, most_out = session.execute(
+            select(func.max(latest.c.input_tokens), func.max(latest.c.output_tokens))
+        ).one()
+    return None if most_in is None else (int(most_in), int(most_out))
 
 
 def cost_report(
