@@ -37,10 +37,10 @@ from image_tagger.science.compute import (
 )
 from image_tagger.settings import Settings, get_settings
 from image_tagger.vlm.analyzers import (
-    NOT_CONFIGURED,
     VLM_IMAGE_QUALITY,
     failed,
     keep_paid,
+    not_configured,
     skipped,
 )
 
@@ -213,7 +213,7 @@ class SciencePipeline:
             kept = vlm.reusable(stored_vlm)
             result.vlm = _analyze_or_error(vlm, jpeg, context, kept)
         elif self.config.run_vlm:
-            result.vlm = skipped(NOT_CONFIGURED)
+            result.vlm = skipped(not_configured(self.settings))
         fresh = result.vlm
         result.vlm, kept = keep_paid(stored_vlm, fresh)
         result.vlm_kept = {name: fresh[name] for name in kept}

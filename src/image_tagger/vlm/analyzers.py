@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from image_tagger.settings import Settings
 from image_tagger.vlm.schemas import (
     PATTERN_VOCABULARY,
     AnalyzerOutcome,
@@ -30,6 +31,29 @@ NOT_CONFIGURED = (
     "no VLM provider is configured: set IMAGE_TAGGER_VLM_MODEL and "
     "IMAGE_TAGGER_VLM_BASE_URL (and IMAGE_TAGGER_VLM_API_KEY if it needs one)"
 )
+
+
+def not_configured(settings: Settings) -> str:
+    """Why no VLM provider is configured, naming exactly the settings missing."""
+    if not settings.vlm_model and not (settings.vlm_base_url or settings.vlm_api_key):
+        return NOT_CONFIGURED
+    if not settings.vlm_model:
+        given = (
+            "IMAGE_TAGGER_VLM_BASE_URL"
+            if settings.vlm_base_url
+            else "IMAGE_TAGGER_VLM_API_KEY"
+        )
+        return (
+            f"no VLM provider is configured: {given} is set but "
+            "IMAGE_TAGGER_VLM_MODEL is not; set it to the id of a model that "
+            "accepts images (e.g. gpt-4o-mini)"
+        )
+    return (
+        "no VLM provider is configured: IMAGE_TAGGER_VLM_MODEL is set but "
+        "IMAGE_TAGGER_VLM_BASE_URL is not; set it to the provider's URL (e.g. "
+        "http://localhost:11434/v1), or set only IMAGE_TAGGER_VLM_API_KEY to use "
+        "OpenAI"
+    )
 
 
 @dataclass(frozen=True)

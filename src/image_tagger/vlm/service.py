@@ -174,7 +174,8 @@ class VlmService:
                 continue
             if attempt.outcome == ledger.INVALID:
                 return self._error(
-                    f"the answer did not match the schema twice: {attempt.reason}"
+                    "the answer did not match the schema twice: "
+                    f"{_clause(attempt.reason)}"
                 )
             if not attempt.retryable:
                 return self._error(attempt.reason)
@@ -182,12 +183,13 @@ class VlmService:
             wait = self._backoff(attempts, attempt.retry_after)
             if attempts >= settings.vlm_max_attempts:
                 return self._error(
-                    f"{attempt.reason}; gave up after {attempts} attempts "
+                    f"{_clause(attempt.reason)}; gave up after {attempts} attempts "
                     "(IMAGE_TAGGER_VLM_MAX_ATTEMPTS)"
                 )
             if time.monotonic() + wait > deadline:
                 return self._error(
-                    f"{attempt.reason}; gave up after {attempts} attempts: the next "
+                    f"{_clause(attempt.reason)}; gave up after {attempts} attempts: "
+                    "the next "
                     f"one (in {wait:.3g} s) would pass "
                     f"{settings.vlm_retry_total_seconds:g} s "
                     "(IMAGE_TAGGER_VLM_RETRY_TOTAL_SECONDS)"
@@ -409,6 +411,11 @@ def _budget_reached(
         "upload them again or run `image-tagger reanalyze --all`: only their "
         "missing ratings are asked for"
     )
+
+
+def _clause(reason: str | None) -> str:
+    """A reason to go on after with "; ...": without its closing full stop."""
+    return (reason or "").rstrip().rstrip(".")
 
 
 def _usd(amount: Decimal | float) -> str:
