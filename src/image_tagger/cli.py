@@ -533,14 +533,14 @@ def vlm_check(
     """Make one real call to the configured provider and show what it answered,
     its tokens and its cost (the call is written to the ledger)."""
     from image_tagger.science.pipeline import decode_for_pipeline
-    from image_tagger.vlm.analyzers import COGNITIVE, NOT_CONFIGURED
+    from image_tagger.vlm.analyzers import COGNITIVE, not_configured
     from image_tagger.vlm.service import CallContext, get_vlm
 
     _prepare()
     settings = get_settings()
     vlm = get_vlm(settings)
     if vlm is None:
-        err.print(NOT_CONFIGURED)
+        err.print(not_configured(settings), highlight=False)
         raise typer.Exit(2)
     if file is None:
         jpeg = _drawn_facade()
@@ -560,17 +560,31 @@ def vlm_check(
     context = CallContext()
     outcome = vlm.run(COGNITIVE, jpeg, context, tool="check")
     for number, call in enumerate(context.calls, 1):
-        cost = "unknown price" if call.cost_usd is None else f"${call.cost_usd:.6f}"
         console.print(
             f"call {number}: {call.outcome}, {call.latency_ms:.0f} ms, "
-            f"{call.input_tokens} input + {call.output_tokens} output tokens, "
-            f"{cost}" + (f"\n  {call.error}" if call.error else ""),
+            f"{_call_usage(call)}" + (f"\n  {call.error}" if call.error else ""),
+            highlight=False,
+        )
+    if any(c.input_tokens is not None and c.cost_usd is None for c in context.calls):
+        console.print(
+            f"the price of {vlm.model} at {vlm.provider} is unknown: set "
+            "IMAGE_TAGGER_VLM_PROVIDER to a provider whose price table has the "
+            "model, or set IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and "
+            "IMAGE_TAGGER_VLM_PRICE_OUTPUT_PER_MTOK_USD",
             highlight=False,
         )
     if outcome.status != "ok":
         err.print(f"{outcome.status}: {outcome.reason}", highlight=False)
         raise typer.Exit(1)
     console.print_json(data=outcome.result)
+
+
+def _call_usage(call) -> str:
+    """A call's tokens and cost as ``vlm check`` prints them."""
+    if call.input_tokens is None:
+        return "no usage reported, no cost"
+    cost = "unknown price" if call.cost_usd is None else f"${call.cost_usd:.6f}"
+    return f"{call.input_tokens} input + {call.output_tokens} output tokens, {cost}"
 
 
 def _drawn_facade() -> bytes:

@@ -163,12 +163,21 @@ def describe_invalid_settings(error: ValidationError) -> str:
     """A user-facing account of bad environment variables, one line each."""
     lines = ["invalid settings; fix these environment variables:"]
     for problem in error.errors():
+        message = _without_pydantic_prefix(problem["msg"])
         if not problem["loc"]:  # a rule across settings: its message names them
-            lines.append(f"  {problem['msg']}")
+            lines.append(f"  {message}")
             continue
         name = "IMAGE_TAGGER_" + "_".join(str(part) for part in problem["loc"]).upper()
-        lines.append(f"  {name}={problem.get('input')!r}: {problem['msg']}")
+        lines.append(f"  {name}={problem.get('input')!r}: {message}")
     return "\n".join(lines)
+
+
+def _without_pydantic_prefix(message: str) -> str:
+    """Our validators' own words, without pydantic's "Value error, " before them."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
 
 
 def reset_settings() -> None:

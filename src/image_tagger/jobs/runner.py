@@ -369,16 +369,19 @@ def _after_earlier_claims(
 
 
 def _vlm_note(result: PipelineResult) -> str | None:
-    """A line for the item when a VLM analyzer did not give a result."""
-    problems: dict[tuple[str, str], list[str]] = {}
-    for name, outcome in result.vlm.items():
+    """A line for the item when a VLM analyzer did not give a result (and
+    whether its earlier result was kept)."""
+    problems: dict[tuple[str, str, bool], list[str]] = {}
+    outcomes = {**result.vlm, **result.vlm_kept}
+    for name, outcome in outcomes.items():
         if outcome["status"] != "ok":
-            key = (outcome["status"], outcome["reason"])
+            key = (outcome["status"], outcome["reason"], name in result.vlm_kept)
             problems.setdefault(key, []).append(name)
     return (
         "; ".join(
             f"VLM {', '.join(names)} {status}: {reason}"
-            for (status, reason), names in problems.items()
+            + ("; the earlier ok result was kept" if kept else "")
+            for (status, reason, kept), names in problems.items()
         )
         or None
     )
