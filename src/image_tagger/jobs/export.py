@@ -180,7 +180,7 @@ def _lookup(result: Any, dotted: str) -> Any:
         if not isinstance(value, dict):
             return None
         value = value.get(key)
-    if isinstance(value, bool) or isinstance(value, dict | list):
+    if isinstance(value, bool | dict | list):
         return None
     return value
 
