@@ -122,7 +122,7 @@ def _prepare(*, runs_jobs: bool = False) -> None:
 
     settings = _settings()
     if runs_jobs and settings.unavailable_queue():
-        err.print(settings.unavailable_queue())
+        err.print(settings.unavailable_queue(), markup=False)
         raise typer.Exit(2)
     apply_pixel_limit(settings.max_image_pixels)
     configure_logging(
@@ -192,6 +192,72 @@ def _require_free_port(host: str, port: int) -> None:
 
 
 @app.command(cls=Command)
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Analysis processes (default: IMAGE_TAGGER_WORKERS)",
+            min=1,
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            metavar="QUEUE",
+            help="Queue to take items from (default: IMAGE_TAGGER_CELERY_QUEUE)",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Worker name shown in Flower (default: unique)"
+        ),
+    ] = None,
+) -> None:
+    """Start a Celery worker: it runs the items that the API dispatches."""
+    if concurrency:
+        os.environ["IMAGE_TAGGER_WORKERS"] = str(concurrency)
+    if queue:
+        os.environ["IMAGE_TAGGER_CELERY_QUEUE"] = queue
+    reset_settings()
+    settings = _settings()
+    from image_tagger.logging import configure_logging
+
+    try:
+        from image_tagger.jobs.celery_app import create_celery_app
+    except ImportError:
+        err.print(
+            "the worker needs Celery; install it with: pip install "
+            "'image-tagger[celery]'",
+            markup=False,
+        )
+        raise typer.Exit(2) from None
+    if settings.queue != "celery":
+        err.print(
+            f"note: IMAGE_TAGGER_QUEUE is {settings.queue!r} here; the API sends "
+            "jobs to workers only with IMAGE_TAGGER_QUEUE=celery"
+        )
+    _prepare()
+    # Worker logs at the configured level (the other commands keep quiet).
+    configure_logging(level=settings.log_level, json=settings.log_json)
+
+    celery = create_celery_app(settings)
+    celery.worker_main(
+        [
+            "worker",
+            # Runner threads claim and record items; the pixel work runs in
+            # the worker's analysis processes, two runners per process.
+            "--pool=threads",
+            f"--concurrency={2 * settings.workers}",
+            f"--queues={settings.celery_queue}",
+            f"--hostname={name or f'image-tagger-{os.getpid()}@%h'}",
+            f"--loglevel={settings.log_level}",
+        ]
+    )
+
+
+@app.command(cls=Command)
 def migrate() -> None:
     """Bring the database schema up to date."""
     _prepare()
@@ -257,6 +323,14 @@ def ingest(
                 f"  rejected {escape(verdict.filename)}: {escape(verdict.reason)}"
             )
 
+    if settings.queue == "celery" and not wait:
+        from image_tagger.jobs.backends import create_backend
+
+        backend = create_backend(settings)
+        backend.dispatch(job_id)
+        backend.shutdown()
+        console.print(f"job {job_id} sent to the workers (image-tagger worker)")
+        return
     if settings.queue == "none" or not wait:
         console.print(
             f"job {job_id} recorded; a server on this data directory with "
@@ -518,7 +592,7 @@ def export(
             metavar="JOB_ID",
             help="The job's id (see GET /api/v1/admin/upload/jobs or the cockpit)",
             min=1,
-            max=2**63 - 1,
+            max=2**31 - 1,
             show_default=False,
         ),
     ],
@@ -591,7 +665,7 @@ def token_revoke(
             metavar="TOKEN_ID",
             help="The id shown by 'image-tagger token list'",
             min=1,
-            max=2**63 - 1,
+            max=2**31 - 1,
             show_default=False,
         ),
     ],

@@ -1,16 +1,24 @@
 """The cockpit in a real browser against a real server: sign in with the printed
-link, upload through the page, watch the job finish, read metrics and reasons."""
+link, upload through the page, watch the job finish, read metrics and reasons;
+VLM ratings and the cost ledger from the fake provider on loopback; cancel,
+retry and export a job from its drawer, which follows the job's event stream."""
 
 from __future__ import annotations
 
+import io
+import math
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx2
+import pyarrow.parquet as pq
+from fake_vlm import FakeVLM
 from helpers import ROOT, SAMPLE_PHOTOS, ServerProcess, child_env
+from PIL import Image
 
 SCREENSHOTS = ROOT / "build" / "screenshots"
 JOB_TIMEOUT_MS = 120_000
@@ -136,8 +144,12 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
     detail.locator(".reason").wait_for()
     assert detail.locator(".reason").inner_text() == rejected["error_message"]
 
-    # The cost ledger is not on this server yet: the panel says so.
-    assert "not available" in page.locator("#costs-body").inner_text()
+    # No provider, so no model call: the ledger is empty and has no cap.
+    costs = api(server, token, "costs")
+    assert (costs["budget_usd"], costs["recent"]) == (None, [])
+    ledger = page.locator("#costs-body").inner_text()
+    assert "no cap set" in ledger and "No model calls yet." in ledger
+    assert "null" not in ledger
     page.set_viewport_size({"width": 390, "height": 844})
     screenshot(page, "cockpit-phone-job")
     assert_stayed_on_machine(page, server.url)
@@ -295,129 +307,434 @@ def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
         server.stop()
 
 
-COSTS = {
-    "currency": "USD",
-    "budget_usd": 5.0,
-    "spent_usd": 1.25,
-    "reserved_usd": 0.01,
-    "remaining_usd": 3.74,
-    "unpriced_calls": 1,
-    "by_day": [
-        {
-            "day": "2026-12-03",
-            "calls": 7,
-            "input_tokens": 9100,
-            "output_tokens": 1400,
-            "cost_usd": 1.25,
-        }
-    ],
-    "by_model": [
-        {
-            "provider": "openai",
-            "model": "gpt-test-vision",
-            "calls": 7,
-            "input_tokens": 9100,
-            "output_tokens": 1400,
-            "cost_usd": 1.25,
-        }
-    ],
-    "by_analyzer": [
-        {
-            "tool": "cognitive",
-            "calls": 4,
-            "input_tokens": 5200,
-            "output_tokens": 800,
-            "cost_usd": 0.75,
-        }
-    ],
-    "recent": [
-        {
-            "id": 7,
-            "created_at": "2026-12-03T10:00:00",
-            "tool": "patterns",
-            "provider": "openai",
-            "model": "gpt-test-vision",
-            "input_tokens": 1300,
-            "output_tokens": 200,
-            "cost_usd": None,
-            "latency_ms": 812.4,
-            "outcome": "error",
-            "error": "answer failed the schema twice",
-            "image_id": 1,
-            "job_id": 1,
-        }
-    ],
-}
-VLM = {
-    "cognitive": {
-        "status": "ok",
-        "model": "gpt-test-vision",
-        "result": {"coherence": 0.82, "mystery": 0.31},
-    },
-    "patterns": {
-        "status": "error",
-        "reason": "answer failed the schema twice",
-        "model": "gpt-test-vision",
-        "result": {
-            "patterns": {
-                "refuge": {
-                    "presence": 0.7,
-                    "confidence": 0.9,
-                    "evidence": "a low alcove under the stair",
-                }
-            }
-        },
-    },
-}
+PRICED_MODEL = "gpt-4o-mini"  # genai-prices knows it under the provider "openai"
 
 
-def test_costs_and_vlm_results_as_their_endpoints_describe_them(server, page_for):
-    # The ledger endpoint and VLM results come from other parts of the API; the
-    # page is checked against their documented shapes, answered by the browser.
-    page = page_for()
-    page.route(
-        "**/api/v1/admin/costs",
-        lambda route: route.fulfill(status=200, json=COSTS),
+def vlm_env(data_dir: Path, fake: FakeVLM, **extra: str) -> dict[str, str]:
+    """A server's environment with the fake provider, a priced model and a cap."""
+    return child_env(
+        data_dir,
+        IMAGE_TAGGER_WORKERS="1",
+        IMAGE_TAGGER_VLM_BASE_URL=fake.url,
+        IMAGE_TAGGER_VLM_MODEL=PRICED_MODEL,
+        IMAGE_TAGGER_VLM_PROVIDER="openai",
+        IMAGE_TAGGER_VLM_BUDGET_USD="5",
+        IMAGE_TAGGER_VLM_BACKOFF_SECONDS="0.01",
+        IMAGE_TAGGER_VLM_TIMEOUT_SECONDS="10",
+        **extra,
     )
 
-    def with_vlm(route):
-        image = route.fetch().json()
-        image["analysis"]["vlm"] = VLM
-        route.fulfill(status=200, json=image)
 
-    page.route(re.compile(r".*/api/v1/admin/images/\d+$"), with_vlm)
+def start_server(env: dict[str, str], tmp_path: Path) -> ServerProcess:
+    server = ServerProcess(env, log_path=tmp_path / "server.log")
+    server.start()
+    deadline = time.monotonic() + 10
+    log = server.log_path
+    while not (link := re.search(r"\S+/admin/#token=itk_\S+", log.read_text())):
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    server.sign_in_link = link.group(0)
+    return server
+
+
+def usd(value: float | None) -> str:
+    """A cost as the page writes it."""
+    if value is None:
+        return "unpriced"
+    return f"${value:.{5 if value != 0 and abs(value) < 0.01 else 2}f}"
+
+
+def seconds_left(seconds: float) -> str:
+    """An ETA under an hour as the page writes it."""
+    s = max(0, round(seconds))
+    return f"about {s} s left" if s < 60 else f"about {s // 60} min {s % 60} s left"
+
+
+def cells(table) -> list[list[str]]:
+    return [
+        row.locator("td").all_inner_texts() for row in table.locator("tbody tr").all()
+    ]
+
+
+def test_costs_and_vlm_results_from_a_real_provider(page_for, tmp_path: Path):
+    # A slow fake provider, so the job is seen running; the patterns analyzer
+    # always answers off its schema, so its results are an error with a reason.
+    with FakeVLM(
+        latency_seconds=1.5, prompt_tokens=200_000, completion_tokens=20_000
+    ) as fake:
+        fake.tool_modes["patterns"] = "schema_fail"
+        server = start_server(vlm_env(tmp_path / "data", fake), tmp_path)
+        try:
+            _costs_and_vlm(server, page_for)
+        finally:
+            server.stop()
+
+
+def _costs_and_vlm(server: ServerProcess, page_for) -> None:
+    token = server.sign_in_link.split("#token=")[1]
+    page = page_for()
     page.goto(server.sign_in_link)
     page.locator("#cockpit").wait_for(state="visible")
+    page.locator("#costs-body", has_text="No model calls yet.").wait_for()
+    # Timestamps in the page's own clock: when each items-table change happened
+    # (and what the statuses were), and when each request started.
+    page.evaluate(
+        """() => {
+            window.itemSnapshots = [];
+            new MutationObserver(() => window.itemSnapshots.push([performance.now(),
+                [...document.querySelectorAll('#items-table tbody .badge')]
+                    .map(b => b.textContent)]))
+                .observe(document.querySelector('#items-table tbody'),
+                         {childList: true, subtree: true});
+        }"""
+    )
 
-    costs = page.locator("#costs-body")
-    costs.locator("table").first.wait_for()
-    summary = costs.locator(".costs-summary").inner_text()
-    for text in ("$5.00", "$1.25", "$3.74", "25%"):
-        assert text in summary
-    assert "1 call has no known price" in costs.inner_text()
-    recent = costs.locator("table").nth(3).locator("tbody tr").inner_text()
-    assert "unpriced" in recent and "812 ms" in recent
-    assert "error: answer failed the schema twice" in recent
+    photos = SAMPLE_PHOTOS[:5]
+    page.set_input_files("#file-input", photos)
+    job_row = page.locator("#jobs-table tbody tr").first
+    job_row.wait_for()
+    job_row.locator("th button").click()
+    page.locator("#job-live", has_text="Live").wait_for()
+    job_id = int(job_row.locator("th").inner_text().lstrip("#"))
 
-    page.set_input_files("#file-input", SAMPLE_PHOTOS[:1])
-    page.locator("#jobs-table .badge", has_text="COMPLETED").wait_for(
+    # The jobs panel shows the running job's ETA as the list answered it.
+    while True:
+        with page.expect_response(
+            lambda r: "/upload/jobs?limit=" in r.url, timeout=JOB_TIMEOUT_MS
+        ) as answer:
+            pass
+        listed = next(j for j in answer.value.json()["jobs"] if j["id"] == job_id)
+        if listed["eta_seconds"] is not None and listed["status"] == "RUNNING":
+            break
+        assert listed["status"] in ("PENDING", "RUNNING"), listed
+    # Rendered from that answer (the next refresh comes 1.5 s later).
+    eta = seconds_left(listed["eta_seconds"])
+    job_row.locator(".eta", has_text=re.compile(f"^{re.escape(eta)}$")).wait_for()
+    screenshot(page, "cockpit-job-running-eta")
+
+    page.locator("#job-summary .badge", has_text="COMPLETED").wait_for(
         timeout=JOB_TIMEOUT_MS
     )
-    page.locator("#jobs-table tbody th button").first.click()
+    page.locator("#histogram-grid figure").first.wait_for()
+    job = api(server, token, f"upload/jobs/{job_id}")
+    assert job["status"] == "COMPLETED"
+
+    # The drawer followed the event stream: the item rows changed while the
+    # job ran with no request for the job in between, only the one that
+    # opened it (and those after its end, for the final state and histograms).
+    timeline = page.evaluate(
+        """() => ({
+            snapshots: window.itemSnapshots,
+            requests: performance.getEntriesByType('resource')
+                .map(e => [e.startTime, e.name]),
+        })"""
+    )
+    detail = re.compile(rf"/upload/jobs/{job_id}\?")
+    events = [t for t, url in timeline["requests"] if url.endswith(f"/{job_id}/events")]
+    details = sorted(t for t, url in timeline["requests"] if detail.search(url))
+    assert len(events) == 1
+    partial = [
+        (t, statuses)
+        for t, statuses in timeline["snapshots"]
+        if 0 < statuses.count("COMPLETED") < len(photos)
+        and len(statuses) == len(photos)
+    ]
+    assert partial, timeline["snapshots"]
+    opened, *after = details
+    assert opened < events[0]  # the job is read, then followed
+    assert all(t > partial[-1][0] for t in after), (details, partial)
+    assert after, "the job was never read again once it ended"
+
+    # The ledger, read again when the job ended, as the API gives it.
+    costs = api(server, token, "costs")
+    assert costs["spent_usd"] > 0 and costs["unpriced_calls"] == 0
+    ledger = page.locator("#costs-body")
+    tables = ledger.locator("table")
+    tables.nth(3).locator("tbody tr").nth(len(costs["recent"]) - 1).wait_for()
+    summary = ledger.locator(".costs-summary").inner_text()
+    for value in (costs["budget_usd"], costs["spent_usd"], costs["remaining_usd"]):
+        assert usd(value) in summary
+    assert f"{round(100 * costs['spent_usd'] / costs['budget_usd'])}%" in summary
+
+    def numbers(row: dict, keys: list[str]) -> list[str]:
+        return [f"{row[k]:,}" for k in keys]
+
+    tokens = ["calls", "input_tokens", "output_tokens"]
+    assert cells(tables.nth(0)) == [
+        [d["day"], *numbers(d, tokens), usd(d["cost_usd"])] for d in costs["by_day"]
+    ]
+    assert cells(tables.nth(1)) == [
+        ["openai", PRICED_MODEL, *numbers(m, tokens), usd(m["cost_usd"])]
+        for m in costs["by_model"]
+    ]
+    by_tool = {t["tool"]: t for t in costs["by_analyzer"]}
+    assert set(by_tool) == {"cognitive", "patterns"}
+    assert cells(tables.nth(2)) == [
+        [t["tool"], *numbers(t, tokens), usd(t["cost_usd"])]
+        for t in costs["by_analyzer"]
+    ]
+    recent = cells(tables.nth(3))
+    assert len(recent) == len(costs["recent"])
+    for shown, call in zip(recent, costs["recent"], strict=True):
+        outcome = (
+            f"{call['outcome']}: {call['error']}" if call["error"] else call["outcome"]
+        )
+        assert shown[1:5] == [
+            call["tool"],
+            call["model"],
+            f"{call['input_tokens']:,} in / {call['output_tokens']:,} out",
+            usd(call["cost_usd"]),
+        ]
+        assert shown[5] == f"{math.floor(call['latency_ms'] + 0.5)} ms"  # Math.round
+        assert shown[6:] == [outcome, f"image {call['image_id']}, job {job_id}"]
+    assert any(call["outcome"] != "ok" for call in costs["recent"])
+
+    # One photo: its cognitive ratings and the patterns analyzer's error.
     page.locator("#items-table button.filename").first.click()
     vlm = page.locator("#item .vlm")
     vlm.wait_for()
-    text = vlm.inner_text()
-    assert "cognitive" in text and "coherence" in text and "0.82" in text
-    assert "answer failed the schema twice" in text
-    assert "a low alcove under the stair" in text
-    assert vlm.locator("meter").count() == 4
-    # The VLM's ratings get histograms beside the metrics; a failed one does not.
-    figures = page.locator("#histogram-grid figure")
-    figures.last.wait_for()
-    assert figures.evaluate_all("fs => fs.map(f => f.dataset.metric)")[-2:] == [
-        "vlm.cognitive.coherence",
-        "vlm.cognitive.mystery",
-    ]
+    image = api(server, token, f"images/{job['items'][0]['image_id']}")
+    outcomes = image["analysis"]["vlm"]
+    cognitive, patterns = outcomes["cognitive"], outcomes["patterns"]
+    assert cognitive["status"] == "ok" and patterns["status"] == "error"
+    entries = vlm.locator(".vlm-entry")
+    shown_cognitive = entries.filter(has_text="cognitive")
+    assert shown_cognitive.locator(".badge").inner_text() == "ok"
+    rows = shown_cognitive.locator("tbody tr")
+    assert rows.count() == len(cognitive["result"])
+    for row in rows.all():
+        field = row.locator("th").inner_text()
+        value = cognitive["result"][field]
+        assert row.locator("meter").get_attribute("value") == f"{value:g}"
+        shown = row.locator("td").inner_text().strip()
+        assert re.fullmatch(r"\d\.\d\d", shown) and abs(float(shown) - value) < 0.0051
+    shown_patterns = entries.filter(has_text="patterns")
+    assert shown_patterns.locator(".badge").inner_text() == "error"
+    assert shown_patterns.locator(".error-text").inner_text() == patterns["reason"]
+    # The ratings get histograms beside the metrics; the failed analyzer none.
+    keys = page.locator("#histogram-grid figure").evaluate_all(
+        "fs => fs.map(f => f.dataset.metric)"
+    )
+    assert [k for k in keys if k.startswith("vlm.")] == sorted(
+        f"vlm.cognitive.{field}" for field in cognitive["result"]
+    )
     screenshot(page, "cockpit-costs-vlm")
+    assert_stayed_on_machine(page, server.url)
+
+
+def run_job(server: ServerProcess, job_id: int) -> subprocess.Popen:
+    """A runner for one job in its own process, as a worker would be."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "scripts.run_upload_job", str(job_id)],
+        env=server.env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def open_newest_job(page) -> int:
+    """Open the newest job's drawer with the keyboard; its id."""
+    button = page.locator("#jobs-table tbody th button").first
+    button.wait_for()
+    button.focus()
+    page.keyboard.press("Enter")
+    page.locator("#job-summary .badge").wait_for()
+    return int(button.inner_text().lstrip("#"))
+
+
+def press(page, selector: str) -> None:
+    page.locator(selector).focus()
+    page.keyboard.press("Enter")
+
+
+def shown_statuses(page) -> list[str]:
+    return page.locator("#items-table tbody .badge").all_inner_texts()
+
+
+def statuses(job: dict) -> list[str]:
+    return [item["status"].replace("_", " ") for item in job["items"]]
+
+
+def test_cancel_a_running_job_and_a_refused_cancel(page_for, tmp_path: Path):
+    # Jobs are only recorded; a runner process is started by the test, and a
+    # slow provider keeps its job running while Cancel is pressed.
+    with FakeVLM(latency_seconds=2.0) as fake:
+        env = vlm_env(tmp_path / "data", fake, IMAGE_TAGGER_QUEUE="none")
+        server = start_server(env, tmp_path)
+        try:
+            _cancel(server, page_for, tmp_path)
+        finally:
+            server.stop()
+
+
+def _cancel(server: ServerProcess, page_for, tmp_path: Path) -> None:
+    token = server.sign_in_link.split("#token=")[1]
+    page = page_for()
+    page.goto(server.sign_in_link)
+    page.locator("#cockpit").wait_for(state="visible")
+    page.set_input_files("#file-input", SAMPLE_PHOTOS)
+    page.locator("#jobs-table .badge", has_text="PENDING").wait_for()
+    job_id = open_newest_job(page)
+    page.locator("#job-live", has_text="Live").wait_for()
+    assert page.locator("#job-cancel").is_visible()
+    assert page.locator("#job-retry").is_hidden()
+
+    runner = run_job(server, job_id)
+    try:
+        summary = page.locator("#job-summary")
+        summary.locator(".badge", has_text="RUNNING").wait_for(timeout=JOB_TIMEOUT_MS)
+        press(page, "#job-cancel")
+        message = page.locator("#job-message")
+        message.wait_for()
+        summary.locator(".badge", has_text="CANCELLED").wait_for(timeout=JOB_TIMEOUT_MS)
+        assert runner.wait(timeout=JOB_TIMEOUT_MS / 1000) == 0
+    finally:
+        runner.kill()
+        runner.wait()
+
+    job = api(server, token, f"upload/jobs/{job_id}")
+    assert job["status"] == "CANCELLED"
+    done, cancelled = job["completed_items"], job["cancelled_items"]
+    assert cancelled >= 1 and done + job["failed_items"] + cancelled == len(
+        SAMPLE_PHOTOS
+    )
+    text = message.inner_text()
+    noun = "item" if cancelled == 1 else "items"
+    assert text.startswith(
+        f"Cancelled {cancelled} pending {noun}; items already running"
+    )
+    assert "refused" not in message.get_attribute("class")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#items-table tbody .badge').length === n"
+        " && ![...document.querySelectorAll('#items-table tbody .badge')]"
+        ".some(b => /PENDING|RUNNING/.test(b.textContent))",
+        arg=len(SAMPLE_PHOTOS),
+    )
+    assert shown_statuses(page) == statuses(job)
+    assert f"{done}/{len(SAMPLE_PHOTOS)} completed" in summary.inner_text()
+    assert f"{cancelled} item" in summary.inner_text()
+    assert page.locator("#job-cancel").is_hidden()
+    screenshot(page, "cockpit-job-cancelled")
+
+    # A job shown as pending that was cancelled elsewhere meanwhile: its live
+    # updates are held back, so the page still offers Cancel; the server's 409
+    # is shown with its reason, then the job as it is now.
+    held = []
+    page.route(
+        re.compile(r".*/upload/jobs/\d+/events$"), lambda route: held.append(route)
+    )
+    red = tmp_path / "red-door.jpg"
+    Image.new("RGB", (64, 48), (150, 30, 40)).save(red)
+    page.set_input_files("#file-input", [red])
+    page.locator("#jobs-table tbody tr").nth(1).wait_for()
+    second = open_newest_job(page)
+    assert second != job_id
+    page.locator("#job-summary .badge", has_text="PENDING").wait_for()
+    assert len(held) == 1
+    first_cancel = httpx2.post(
+        f"{server.url}/api/v1/admin/upload/jobs/{second}/cancel",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert first_cancel.status_code == 200
+    refusal = httpx2.post(
+        f"{server.url}/api/v1/admin/upload/jobs/{second}/cancel",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refusal.status_code == 409
+    assert page.locator("#job-cancel").is_visible()
+    press(page, "#job-cancel")
+    page.locator("#job-message.refused").wait_for()
+    assert page.locator("#job-message").inner_text() == (
+        f"Cancel refused: 409 {refusal.json()['detail']}. "
+        "The job is shown below as it is now."
+    )
+    page.locator("#job-summary .badge", has_text="CANCELLED").wait_for()
+    assert page.locator("#job-cancel").is_hidden()
+    assert shown_statuses(page) == ["CANCELLED"]
+    screenshot(page, "cockpit-job-cancel-refused")
+    assert_stayed_on_machine(page, server.url)
+
+
+def test_retry_failed_items_and_export_the_results(page_for, tmp_path: Path):
+    data_dir = tmp_path / "data"
+    env = child_env(data_dir, IMAGE_TAGGER_QUEUE="none", IMAGE_TAGGER_MAX_ATTEMPTS="1")
+    server = start_server(env, tmp_path)
+    try:
+        _retry_and_export(server, page_for, data_dir)
+    finally:
+        server.stop()
+
+
+def _retry_and_export(server: ServerProcess, page_for, data_dir: Path) -> None:
+    token = server.sign_in_link.split("#token=")[1]
+    page = page_for()
+    page.goto(server.sign_in_link)
+    page.locator("#cockpit").wait_for(state="visible")
+    page.set_input_files("#file-input", SAMPLE_PHOTOS[:2])
+    page.locator("#jobs-table .badge", has_text="PENDING").wait_for()
+    job_id = open_newest_job(page)
+    page.locator("#job-live", has_text="Live").wait_for()
+
+    # The first photo's stored file is moved away, so its analysis fails.
+    job = api(server, token, f"upload/jobs/{job_id}")
+    broken = api(server, token, f"images/{job['items'][0]['image_id']}")
+    (stored,) = data_dir.glob(f"images/**/{broken['sha256']}.*")
+    aside = stored.with_suffix(".aside")
+    stored.rename(aside)
+    assert run_job(server, job_id).wait(timeout=JOB_TIMEOUT_MS / 1000) == 0
+    summary = page.locator("#job-summary")
+    summary.locator(".badge", has_text="COMPLETED WITH ERRORS").wait_for()
+    job = api(server, token, f"upload/jobs/{job_id}")
+    failed = job["items"][0]
+    assert failed["status"] == "FAILED" and failed["image_id"] == broken["id"]
+    row = page.locator("#items-table tbody tr").first
+    assert failed["error_message"] in row.inner_text()
+    assert shown_statuses(page) == statuses(job)
+    assert page.locator("#job-retry").is_visible()
+    assert page.locator("#job-cancel").is_hidden()
+    screenshot(page, "cockpit-job-retry")
+
+    aside.rename(stored)
+    press(page, "#job-retry")
+    message = page.locator("#job-message")
+    message.wait_for()
+    assert message.inner_text() == "1 failed item queued again; the job is pending."
+    summary.locator(".badge", has_text="PENDING").wait_for()
+    page.locator("#job-live", has_text="Live").wait_for()
+    assert page.locator("#job-retry").is_hidden()
+    assert run_job(server, job_id).wait(timeout=JOB_TIMEOUT_MS / 1000) == 0
+    summary.locator(".badge", has_text=re.compile("^COMPLETED$")).wait_for()
+    job = api(server, token, f"upload/jobs/{job_id}")
+    assert job["status"] == "COMPLETED" and job["failed_items"] == 0
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('#items-table tbody .badge')]"
+        ".some(b => b.textContent !== 'COMPLETED')"
+    )
+    assert shown_statuses(page) == statuses(job) == ["COMPLETED", "COMPLETED"]
+    events = [u for u in page.requests if u.endswith(f"/upload/jobs/{job_id}/events")]
+    assert len(events) == 2  # one stream per run of the job
+
+    # Exports carry the token (fetched, then saved), byte for byte the API's.
+    for format_ in ("csv", "parquet"):
+        with page.expect_download() as download:
+            press(page, f"#job-export-{format_}")
+        saved = Path(download.value.path()).read_bytes()
+        assert download.value.suggested_filename == f"job-{job_id}.{format_}"
+        direct = httpx2.get(
+            f"{server.url}/api/v1/admin/upload/jobs/{job_id}/export",
+            params={"format": format_},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert direct.status_code == 200
+        if format_ == "csv":
+            assert saved == direct.content
+            assert saved.decode().count("\n") == 3  # a header and two rows
+        else:
+            table = pq.read_table(io.BytesIO(saved))
+            assert table.equals(pq.read_table(io.BytesIO(direct.content)))
+            assert table.column("filename").to_pylist() == [
+                p.name for p in SAMPLE_PHOTOS[:2]
+            ]
+        message.filter(has_text=f"Downloaded job-{job_id}.{format_}").wait_for()
     assert_stayed_on_machine(page, server.url)

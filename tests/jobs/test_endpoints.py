@@ -89,16 +89,22 @@ def test_stored_files_are_served_with_their_image_type(client):
         assert small.size == (256, 192)
 
 
-def test_ids_and_offsets_past_64_bits_are_a_422(client):
+def test_ids_past_32_bits_and_offsets_past_64_bits_are_a_422(client):
     huge = 2**63
     for path in (
+        f"/api/v1/admin/upload/jobs/{2**31}",
         f"/api/v1/admin/upload/jobs/{huge}",
         f"/api/v1/admin/upload/jobs?offset={huge}",
         f"/api/v1/admin/upload/jobs/1?items_offset={huge}",
-        f"/api/v1/admin/images/{huge}",
+        f"/api/v1/admin/images/{2**31}",
         f"/api/v1/admin/images/{huge}/thumbnail",
     ):
         assert client.get(path, headers=ADMIN).status_code == 422, path
+    # The largest id an INTEGER column holds is a plain 404.
+    largest = 2**31 - 1
+    assert (
+        client.get(f"/api/v1/admin/images/{largest}", headers=ADMIN).status_code == 404
+    )
 
 
 def test_concurrent_first_thumbnails_are_all_whole(client):

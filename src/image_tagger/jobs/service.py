@@ -9,7 +9,7 @@ once, by whoever records its last item.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -161,8 +161,20 @@ def fail_item(
     return finished
 
 
-def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> bool:
-    """Give a running item back to the queue for another attempt."""
+def release_item(
+    session: Session,
+    item_id: int,
+    *,
+    owner: str,
+    reason: str,
+    refund_attempt: bool = False,
+) -> bool:
+    """Give a running item back to the queue for another attempt.
+
+    With ``refund_attempt``, the attempt does not count against
+    ``max_attempts``: the item was stopped for a reason not its own (the
+    service stopped, the analysis processes were restarted).
+    """
     result = session.execute(
         update(ITEMS)
         .where(*_held_by(item_id, owner))
@@ -171,6 +183,7 @@ def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> 
             lease_owner=None,
             lease_expires_at=None,
             error_message=reason,
+            attempts=I.attempts - 1 if refund_attempt else I.attempts,
         )
     )
     return result.rowcount == 1
@@ -383,6 +396,25 @@ def unattended_jobs(
     served.update(new)
 
     return [job_id for job_id in waiting if job_id not in served]
+
+
+def pending_item_counts(
+    session: Session, job_ids: Iterable[int] | None = None
+) -> dict[int, int]:
+    """Pending items per unfinished job (of ``job_ids``, or of every job)."""
+    query = (
+        select(I.job_id, func.count())
+        .join(JOBS, J.id == I.job_id)
+        .where(
+            I.status == ItemStatus.PENDING,
+            J.status.not_in(list(FINAL_JOB_STATUSES)),
+        )
+        .group_by(I.job_id)
+        .order_by(I.job_id)
+    )
+    if job_ids is not None:
+        query = query.where(I.job_id.in_(list(job_ids)))
+    return {job_id: count for job_id, count in session.execute(query).all()}
 
 
 def job_status(session: Session, job_id: int) -> str | None:

@@ -356,6 +356,21 @@ function setUpDropzone() {
 // ---------------------------------------------------------------------- jobs
 
 let jobsTimer = null;
+let activeJobs = new Set();
+
+function formatDuration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function etaText(job) {
+  // The server's estimate for a running job, once its first items are done.
+  if (job.status !== "RUNNING" || job.eta_seconds === null
+      || job.eta_seconds === undefined) return "";
+  return `about ${formatDuration(job.eta_seconds)} left`;
+}
 
 function scheduleJobs(delay) {
   clearTimeout(jobsTimer);
@@ -378,6 +393,12 @@ async function loadJobs() {
   if (gated) showCockpit();
   showError("jobs-error", null);
   renderJobs(data);
+  // A job that was running and is now over has spent what it will: the cost
+  // ledger is read again.
+  const active = new Set(data.jobs.filter((job) => ACTIVE.has(job.status))
+    .map((job) => job.id));
+  if ([...activeJobs].some((id) => !active.has(id))) loadCosts();
+  activeJobs = active;
 
   const running = data.jobs.some((job) => ACTIVE.has(job.status));
   const now = new Date().toLocaleTimeString();
@@ -401,7 +422,8 @@ function renderJobs(data) {
   h("td", { class: "progress-cell", "data-label": "Progress" },
     h("progress", { max: job.total_items || 1, value: job.completed_items,
       "aria-label": `job ${job.id} progress` }),
-    h("span", { class: "small" }, ` ${job.completed_items}/${job.total_items}`)),
+    h("span", { class: "small" }, ` ${job.completed_items}/${job.total_items}`),
+    etaText(job) ? h("span", { class: "eta small muted" }, etaText(job)) : null),
   h("td", { "data-label": "Errors" }, job.failed_items
     ? h("span", {}, h("strong", { class: "error-text" }, String(job.failed_items)),
       job.error_summary ? h("span", { class: "small clamp", title: job.error_summary },
@@ -425,6 +447,7 @@ let jobTimer = null;
 let jobStream = null;
 let histogramsFor = null;
 let currentItemImage = null;
+let shownJob = null; // the open job's summary and the page of items shown
 const imageCache = new Map();
 
 function closeJob() {
@@ -452,8 +475,12 @@ async function openJob(jobId) {
   histogramsFor = null;
   currentItemImage = null;
   $("job-title").textContent = `Job #${jobId}`;
+  shownJob = null;
   $("job-summary").replaceChildren();
   $("items-table").tBodies[0].replaceChildren();
+  jobMessage(null);
+  $("job-cancel").hidden = true;
+  $("job-retry").hidden = true;
   $("item").hidden = true;
   $("histograms").hidden = true;
   $("job").hidden = false;
@@ -492,6 +519,12 @@ async function loadJob() {
 }
 
 function renderJob(job) {
+  shownJob = { ...job, items: [...job.items] };
+  renderSummary(job);
+  renderItems();
+}
+
+function renderSummary(job) {
   $("job-summary").replaceChildren(
     h("dl", { class: "facts" },
       h("dt", {}, "Status"), h("dd", {}, statusBadge(job.status)),
@@ -501,9 +534,28 @@ function renderJob(job) {
       h("dt", {}, "Errors"), h("dd", {}, job.failed_items
         ? `${job.failed_items}${job.error_summary ? ` – ${job.error_summary}` : ""}`
         : "none"),
+      job.cancelled_items ? [h("dt", {}, "Cancelled"),
+        h("dd", {}, `${job.cancelled_items} item${job.cancelled_items === 1 ? "" : "s"}`)]
+        : null,
       h("dt", {}, "Created"), h("dd", {}, formatTime(job.created_at)),
       h("dt", {}, "Finished"), h("dd", {}, formatTime(job.finished_at))));
+  renderActions();
+}
 
+function renderActions() {
+  // Cancel while the job may still start items; retry when a failed item has a
+  // stored image (a file rejected at upload was never stored, so it cannot be).
+  const job = shownJob;
+  $("job-cancel").hidden = !job || !ACTIVE.has(job.status)
+    || Boolean(job.cancel_requested_at);
+  const retriable = job && job.failed_items > 0 && (
+    job.items.some((item) => item.status === "FAILED" && item.image_id)
+    || job.items.length < job.items_total);
+  $("job-retry").hidden = !retriable;
+}
+
+function renderItems() {
+  const job = shownJob;
   const body = $("items-table").tBodies[0];
   body.replaceChildren(...job.items.map((item) => itemRow(item)));
   const total = job.items_total;
@@ -567,7 +619,10 @@ function drawFitted(canvas, bitmap) {
 
 function followJob(jobId) {
   // Server-sent events as items finish, read with fetch so the Authorization
-  // header goes along; a server without the events endpoint is polled instead.
+  // header goes along. Each event is applied as it comes: an item's row and
+  // the summary change without asking for the job again; only its end (or a
+  // stream that breaks off) reloads it. A server without the stream is polled.
+  stopJobUpdates();
   const controller = new AbortController();
   jobStream = controller;
   $("job-live").textContent = "Live";
@@ -585,30 +640,57 @@ function followJob(jobId) {
       return;
     }
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let pending = null;
-    let partial = "";
+    let buffer = "";
+    let ended = false;
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) break;
-      // An event (not a keep-alive comment) means an item changed: reload the
-      // job, at most every 300 ms.
-      const lines = (partial + value).split("\n");
-      partial = lines.pop();
-      if (!lines.some((line) => /^(data|event):/.test(line))) continue;
-      if (!pending) {
-        pending = setTimeout(() => {
-          pending = null;
-          loadJob();
-        }, 300);
+      if (done || jobId !== openJobId) break;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        if (applyEvent(jobId, block) === "end") ended = true;
       }
     }
-    if (jobId === openJobId) await loadJob().then((job) => {
-      if (job && !FINAL.has(job.status)) pollJob(jobId);
-    });
+    if (jobStream === controller) jobStream = null;
+    if (jobId !== openJobId) return;
+    const job = await loadJob();
+    if (!ended && job && !FINAL.has(job.status)) pollJob(jobId);
   }).catch((error) => {
     if (error.name === "AbortError") return;
     pollJob(jobId);
   });
+}
+
+function applyEvent(jobId, block) {
+  // One server-sent event: "event:" and "data:" lines (comments are skipped).
+  let name = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  if (!data.length || jobId !== openJobId || !shownJob) return null;
+  let payload;
+  try {
+    payload = JSON.parse(data.join("\n"));
+  } catch {
+    return null;
+  }
+  if (name === "job" && payload.id === jobId) {
+    Object.assign(shownJob, payload);
+    renderSummary(shownJob);
+  } else if (name === "item" && payload.id !== undefined) {
+    const index = shownJob.items.findIndex((item) => item.id === payload.id);
+    if (index >= 0) {
+      shownJob.items[index] = { ...shownJob.items[index], ...payload };
+      const row = $("items-table").tBodies[0].rows[index];
+      if (row) row.replaceWith(itemRow(shownJob.items[index]));
+      renderActions();
+    }
+  }
+  return name;
 }
 
 function pollJob(jobId) {
@@ -624,6 +706,85 @@ function pollJob(jobId) {
       pollJob(jobId);
     }
   }, POLL_MS);
+}
+
+// ------------------------------------------------- operating the open job
+
+function jobMessage(text, refused = false) {
+  const el = $("job-message");
+  el.textContent = text || "";
+  el.hidden = !text;
+  el.classList.toggle("refused", refused);
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+async function operateJob(action) {
+  const jobId = openJobId;
+  if (jobId === null) return;
+  const button = $(`job-${action}`);
+  button.disabled = true;
+  const what = action === "cancel" ? "Cancel refused" : "Retry refused";
+  try {
+    const response = await request(`upload/jobs/${jobId}/${action}`, what,
+      { method: "POST" });
+    const result = await response.json();
+    if (jobId !== openJobId) return;
+    jobMessage(action === "cancel"
+      ? `Cancelled ${plural(result.items, "pending item")}; items already running `
+        + `finish first, then the job is ${result.job.status === "CANCELLED"
+          ? "over" : "marked cancelled"}.`
+      : `${plural(result.items, "failed item")} queued again; the job is `
+        + `${result.job.status.toLowerCase()}.`);
+  } catch (error) {
+    if (jobId !== openJobId) return;
+    if (error.status === 409) {
+      // The job moved on since it was shown (or has nothing of that kind).
+      jobMessage(`${error.message}. The job is shown below as it is now.`, true);
+    } else if (error.status !== 401 && error.status !== 403) {
+      jobMessage(error.message, true);
+    }
+  } finally {
+    button.disabled = false;
+  }
+  if (jobId !== openJobId) return;
+  const job = await loadJob();
+  loadJobs().catch(() => {});
+  if (job && !FINAL.has(job.status) && !jobStream) followJob(jobId);
+}
+
+function downloadName(response, fallback) {
+  const match = /filename="?([^";]+)"?/.exec(
+    response.headers.get("Content-Disposition") || "");
+  return match ? match[1] : fallback;
+}
+
+async function exportJob(format) {
+  // A link cannot carry the bearer token, so the file is fetched and handed to
+  // the browser as a download from memory.
+  const jobId = openJobId;
+  if (jobId === null) return;
+  const button = $(`job-export-${format}`);
+  button.disabled = true;
+  try {
+    const response = await request(`upload/jobs/${jobId}/export?format=${format}`,
+      `Exporting job #${jobId} as ${format.toUpperCase()} failed`);
+    const blob = await response.blob();
+    const name = downloadName(response, `job-${jobId}.${format}`);
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    jobMessage(`Downloaded ${name} (${formatBytes(blob.size)}).`);
+  } catch (error) {
+    if (error.status !== 401 && error.status !== 403) jobMessage(error.message, true);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function imageDetail(imageId) {
@@ -943,7 +1104,7 @@ async function loadCosts() {
     }
     return;
   }
-  body.replaceChildren(...costSections(costs));
+  body.replaceChildren(...costSections(costs).filter(Boolean));
 }
 
 function costSections(c) {
@@ -978,7 +1139,8 @@ function costSections(c) {
     h("h3", {}, "Recent calls"),
     recent.length ? costTable(recent.map((r) => ({
       ...r, created_at: formatTime(r.created_at),
-      tokens: `${r.input_tokens ?? "?"} in / ${r.output_tokens ?? "?"} out`,
+      tokens: `${formatNumber(r.input_tokens ?? "?")} in / `
+        + `${formatNumber(r.output_tokens ?? "?")} out`,
       latency: r.latency_ms === null || r.latency_ms === undefined
         ? "–" : `${Math.round(r.latency_ms)} ms`,
       outcome: r.error ? `${r.outcome}: ${r.error}` : r.outcome,
@@ -1006,6 +1168,11 @@ function wire() {
   $("jobs-refresh").addEventListener("click", () => loadJobs().catch(() => {}));
   $("costs-refresh").addEventListener("click", () => loadCosts());
   $("job-close").addEventListener("click", closeJob);
+  $("job-cancel").addEventListener("click", () => operateJob("cancel"));
+  $("job-retry").addEventListener("click", () => operateJob("retry"));
+  for (const format of ["csv", "parquet"]) {
+    $(`job-export-${format}`).addEventListener("click", () => exportJob(format));
+  }
   $("sign-out").addEventListener("click", signOut);
   $("items-prev").addEventListener("click", () => {
     itemsOffset = Math.max(0, itemsOffset - ITEMS_PAGE);
