@@ -19,7 +19,7 @@ import structlog
 from image_tagger.db import session_scope
 from image_tagger.jobs import service
 from image_tagger.jobs.pool import ComputePool
-from image_tagger.jobs.runner import run_upload_job
+from image_tagger.jobs.runner import owner_alive, run_upload_job
 from image_tagger.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -60,6 +60,9 @@ class RecordOnlyBackend:
 
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# A job recorded this recently and not started yet is left to the process that
+# recorded it (an ``ingest`` claims its first items within a moment).
+NEW_JOB_GRACE_SECONDS = 10.0
 
 
 class InProcessBackend:
@@ -131,13 +134,16 @@ class InProcessBackend:
             self._idle.notify_all()
 
     def sweep(self) -> None:
-        """Requeue items whose lease expired; dispatch jobs no runner here serves."""
+        """Requeue items whose lease expired; dispatch jobs that no runner, here
+        or in another live process (an ``ingest``, a worker), is working on."""
         with session_scope(write=True) as session:
             service.recover_expired_leases(
                 session, max_attempts=self.settings.max_attempts
             )
         with session_scope() as session:
-            waiting = service.jobs_with_pending_items(session)
+            waiting = service.unattended_jobs(
+                session, alive=owner_alive, grace_seconds=NEW_JOB_GRACE_SECONDS
+            )
         with self._lock:
             idle = [job_id for job_id in waiting if job_id not in self._active]
         for job_id in idle:

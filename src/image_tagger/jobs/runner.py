@@ -56,6 +56,23 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def owner_alive(owner: str) -> bool:
+    """False when ``owner`` (from `new_owner`) ran in a process of this machine
+    that has ended; True otherwise (another machine's runner is trusted until
+    its lease expires)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_upload_job(
     job_id: int,
     *,

@@ -9,7 +9,7 @@ once, by whoever records its last item.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -361,6 +361,41 @@ def jobs_with_pending_items(session: Session) -> list[int]:
         .order_by(I.job_id)
     )
     return list(session.scalars(query))
+
+
+def unattended_jobs(
+    session: Session, *, alive: Callable[[str], bool], grace_seconds: float
+) -> list[int]:
+    """Jobs with pending items that no runner anywhere is working on.
+
+    A job is served while one of its items is held under an unexpired lease by
+    an owner that ``alive`` says still runs, and while it is new and not yet
+    started (recorded less than ``grace_seconds`` ago: the process that
+    recorded it is about to claim its first items).
+    """
+    waiting = jobs_with_pending_items(session)
+    if not waiting:
+        return []
+
+    now = utcnow()
+    held = session.execute(
+        select(I.job_id, I.lease_owner).where(
+            I.job_id.in_(waiting),
+            I.status == ItemStatus.RUNNING,
+            I.lease_expires_at >= now,
+        )
+    ).all()
+    served = {job_id for job_id, owner in held if owner and alive(owner)}
+    new = session.scalars(
+        select(J.id).where(
+            J.id.in_(waiting),
+            J.status == JobStatus.PENDING,
+            J.updated_at > now - timedelta(seconds=grace_seconds),
+        )
+    )
+    served.update(new)
+
+    return [job_id for job_id in waiting if job_id not in served]
 
 
 def pending_item_counts(
