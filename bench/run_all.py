@@ -9,6 +9,7 @@ from bench import (
     upload_load,
     upload_memory,
     vlm_throughput,
+    worker_scaling,
 )
 
 if __name__ == "__main__":
@@ -20,3 +21,4 @@ if __name__ == "__main__":
     upload_load.main()
     upload_memory.main()
     api_fuzz.main()
+    worker_scaling.main([])

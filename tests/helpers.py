@@ -130,5 +130,7 @@ class ServerProcess:
 def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_TAGGER_")}
     env.update({"IMAGE_TAGGER_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)})
+    if "IMAGE_TAGGER_DATABASE_URL" in os.environ:  # the PostgreSQL test pass
+        env["IMAGE_TAGGER_DATABASE_URL"] = os.environ["IMAGE_TAGGER_DATABASE_URL"]
     env.update(extra)
     return env

@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import select
+from sqlalchemy import make_url, select
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from image_tagger.settings import (
     Settings,
@@ -26,16 +27,72 @@ from image_tagger.settings import (
     reset_settings,
 )
 
+
+class _PlainArgument(TyperArgument):
+    """Named by its metavar alone in help and usage (``FILE...``, ``JOB_ID``)."""
+
+    def display_type_rich(self, ctx) -> None:
+        return None
+
+    def _get_number_range_help_str(self) -> None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.metavar or self.name.upper()
+        return name if self.required else f"[{name}]"
+
+
+class _PlainOption(TyperOption):
+    """A flag shows no type; an option shows its metavar (``--port PORT``)."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        if self.is_flag:
+            return None
+        return self.metavar or super().display_type_rich(ctx)
+
+
+def _plain(param) -> None:
+    plain = {TyperArgument: _PlainArgument, TyperOption: _PlainOption}
+    param.__class__ = plain.get(type(param), type(param))
+
+
+class _HelpStyle:
+    """Help in the usual Unix style, without typer's ``<bool>`` type tags."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _plain(param)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain(option)
+        return option
+
+
+class Command(_HelpStyle, TyperCommand):
+    pass
+
+
+class Group(_HelpStyle, TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=Group,
     help="Image Tagger: cited visual metrics and VLM ratings for building photos.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 token_app = typer.Typer(
-    help="Create, list and revoke API tokens.", no_args_is_help=True
+    cls=Group, help="Create, list and revoke API tokens.", no_args_is_help=True
 )
 app.add_typer(token_app, name="token")
-vlm_app = typer.Typer(help="The VLM provider: check its set-up.", no_args_is_help=True)
+vlm_app = typer.Typer(
+    cls=Group, help="The VLM provider: check its set-up.", no_args_is_help=True
+)
 app.add_typer(vlm_app, name="vlm")
 
 # Tables stay readable when the output goes to a file or a pipe.
@@ -65,7 +122,7 @@ def _prepare(*, runs_jobs: bool = False) -> None:
 
     settings = _settings()
     if runs_jobs and settings.unavailable_queue():
-        err.print(settings.unavailable_queue())
+        err.print(settings.unavailable_queue(), markup=False)
         raise typer.Exit(2)
     apply_pixel_limit(settings.max_image_pixels)
     configure_logging(
@@ -76,10 +133,22 @@ def _prepare(*, runs_jobs: bool = False) -> None:
     upgrade_database()
 
 
-@app.command()
+@app.command(cls=Command)
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Address to listen on (default: IMAGE_TAGGER_HOST, or 127.0.0.1)",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT",
+            help="Port to listen on (default: IMAGE_TAGGER_PORT, or 8000)",
+        ),
+    ] = None,
 ) -> None:
     """Start the API and (by default) the in-process job runner."""
     import uvicorn
@@ -122,20 +191,104 @@ def _require_free_port(host: str, port: int) -> None:
             raise typer.Exit(2) from None
 
 
-@app.command()
+@app.command(cls=Command)
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Analysis processes (default: IMAGE_TAGGER_WORKERS)",
+            min=1,
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            metavar="QUEUE",
+            help="Queue to take items from (default: IMAGE_TAGGER_CELERY_QUEUE)",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Worker name shown in Flower (default: unique)"
+        ),
+    ] = None,
+) -> None:
+    """Start a Celery worker: it runs the items that the API dispatches."""
+    if concurrency:
+        os.environ["IMAGE_TAGGER_WORKERS"] = str(concurrency)
+    if queue:
+        os.environ["IMAGE_TAGGER_CELERY_QUEUE"] = queue
+    reset_settings()
+    settings = _settings()
+    from image_tagger.logging import configure_logging
+
+    try:
+        from image_tagger.jobs.celery_app import create_celery_app
+    except ImportError:
+        err.print(
+            "the worker needs Celery; install it with: pip install "
+            "'image-tagger[celery]'",
+            markup=False,
+        )
+        raise typer.Exit(2) from None
+    if settings.queue != "celery":
+        err.print(
+            f"note: IMAGE_TAGGER_QUEUE is {settings.queue!r} here; the API sends "
+            "jobs to workers only with IMAGE_TAGGER_QUEUE=celery"
+        )
+    _prepare()
+    # Worker logs at the configured level (the other commands keep quiet).
+    configure_logging(level=settings.log_level, json=settings.log_json)
+
+    celery = create_celery_app(settings)
+    celery.worker_main(
+        [
+            "worker",
+            # Runner threads claim and record items; the pixel work runs in
+            # the worker's analysis processes, two runners per process.
+            "--pool=threads",
+            f"--concurrency={2 * settings.workers}",
+            f"--queues={settings.celery_queue}",
+            f"--hostname={name or f'image-tagger-{os.getpid()}@%h'}",
+            f"--loglevel={settings.log_level}",
+        ]
+    )
+
+
+@app.command(cls=Command)
 def migrate() -> None:
     """Bring the database schema up to date."""
     _prepare()
     console.print(
-        f"database schema is up to date (created if it was new): "
-        f"{get_settings().sqlalchemy_url}"
+        f"database schema is up to date (created if it was new): {_database()}"
     )
 
 
-@app.command()
+def _database() -> str:
+    """The database the commands use, as a URL without its password."""
+    url = make_url(get_settings().sqlalchemy_url)
+    return url.render_as_string(hide_password=True)
+
+
+@app.command(cls=Command)
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Image files or folders")],
-    wait: Annotated[bool, typer.Option(help="Wait for the job to end")] = True,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...",
+            help="Image files, or folders: every file in them, subfolders included",
+            show_default=False,
+        ),
+    ],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="Run the job here and show its progress; --no-wait only records "
+            "it, for a server or worker process to run"
+        ),
+    ] = True,
 ) -> None:
     """Upload images as one job through the upload service, then watch it run."""
     from image_tagger.uploads.service import receive_upload
@@ -170,6 +323,14 @@ def ingest(
                 f"  rejected {escape(verdict.filename)}: {escape(verdict.reason)}"
             )
 
+    if settings.queue == "celery" and not wait:
+        from image_tagger.jobs.backends import create_backend
+
+        backend = create_backend(settings)
+        backend.dispatch(job_id)
+        backend.shutdown()
+        console.print(f"job {job_id} sent to the workers (image-tagger worker)")
+        return
     if settings.queue == "none" or not wait:
         console.print(
             f"job {job_id} recorded; a server on this data directory with "
@@ -241,63 +402,103 @@ def _run_and_watch(job_id: int) -> str:
 
 
 def _print_job_table(job_id: int) -> None:
+    """Every item on one line; a note shared by every item that has no error
+    is printed once under the table (long texts are cut: the API has them)."""
     from image_tagger.db import session_scope
     from image_tagger.images.models import ImageAnalysis
     from image_tagger.jobs.models import UploadJob, UploadJobItem
 
     with session_scope() as session:
         job = session.get(UploadJob, job_id)
-        table = Table(title=f"job {job_id}: {job.status}")
-        for column in ("item", "file", "status", *SUMMARY_METRICS, "note / error"):
-            table.add_column(column, overflow="fold")
         items = session.scalars(
             select(UploadJobItem)
             .where(UploadJobItem.job_id == job_id)
             .order_by(UploadJobItem.id)
         ).all()
+        metrics = {}
         for item in items:
-            metrics = {}
-            if item.image_id is not None:
+            if item.image_id is not None and item.image_id not in metrics:
                 analysis = session.scalar(
                     select(ImageAnalysis)
                     .where(ImageAnalysis.image_id == item.image_id)
                     .order_by(ImageAnalysis.updated_at.desc())
                     .limit(1)
                 )
-                metrics = analysis.metrics if analysis else {}
+                metrics[item.image_id] = analysis.metrics if analysis else {}
+        common = _common_note(items)
+
+        table = Table(title=f"job {job_id}: {job.status}")
+        table.add_column("item", no_wrap=True, min_width=4)
+        table.add_column("file", no_wrap=True, overflow="ellipsis", max_width=24)
+        table.add_column("status", no_wrap=True, min_width=9)
+        for key in SUMMARY_METRICS:
+            table.add_column(key, justify="right", no_wrap=True, min_width=len(key))
+        table.add_column(
+            "note / error", no_wrap=True, overflow="ellipsis", max_width=40
+        )
+        for item in items:
+            values = metrics.get(item.image_id, {})
+            note = item.error_message or (item.note if item.note != common else "")
             table.add_row(
                 str(item.id),
                 Text(item.filename),  # names are data, never markup
                 item.status,
-                *(_fmt(metrics.get(key)) for key in SUMMARY_METRICS),
-                Text(item.error_message or item.note or ""),
+                *(_fmt(values.get(key)) for key in SUMMARY_METRICS),
+                Text(note or ""),
             )
         console.print(table)
+        if common:
+            errors = any(item.error_message for item in items)
+            who = "every item without an error" if errors else "every item"
+            console.print(Text(f"{who}: {common}"))
         console.print(
             f"{job.completed_items} completed, {job.failed_items} failed "
-            f"of {job.total_items}"
+            f"of {job.total_items} (full notes and errors: GET "
+            f"/api/v1/admin/upload/jobs/{job_id})",
+            highlight=False,
         )
+
+
+def _common_note(items) -> str | None:
+    """The note of every item that has no error, when two or more share it."""
+    notes = [item.note for item in items if not item.error_message]
+    if len(notes) >= 2 and notes[0] and notes.count(notes[0]) == len(notes):
+        return notes[0]
+    return None
 
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
-@app.command()
+@app.command(cls=Command)
 def analyze(
-    files: Annotated[list[Path], typer.Argument(help="Image files")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="FILE...",
+            help="Image files (for a folder, use its files: DIR/*.jpg; or "
+            "'image-tagger ingest DIR' to store and analyse them as a job)",
+            show_default=False,
+        ),
+    ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON line per file")
+        bool,
+        typer.Option("--json", help="One JSON line per file instead of tables"),
     ] = False,
 ) -> None:
     """Compute the metrics of images and print them; nothing is stored."""
     from image_tagger.science.compute import analyze_file
+    from image_tagger.uploads.validation import Rejected, inspect_image
 
+    max_pixels = _settings().max_image_pixels
     failures = 0
     for path in files:
         try:
+            _refuse_folder(path)
+            inspect_image(path, max_pixels=max_pixels)  # the upload's verdict
             result = analyze_file(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Rejected) as exc:
             failures += 1
             message = (
                 exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -305,7 +506,7 @@ def analyze(
             if as_json:
                 print(json.dumps({"file": str(path), "error": message}))
             else:
-                err.print(f"{path}: {message}")
+                err.print(f"{path}: {message}", highlight=False, markup=False)
             continue
         if as_json:
             print(
@@ -328,7 +529,16 @@ def analyze(
     raise typer.Exit(1 if failures else 0)
 
 
-@app.command()
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(
+            "is a folder; analyze takes image files (give its files, e.g. "
+            f"{path / '*.jpg'}), or store and analyse every image in it as a job "
+            f"with: image-tagger ingest {path}"
+        )
+
+
+@app.command(cls=Command)
 def reanalyze(
     every_image: Annotated[
         bool,
@@ -338,7 +548,12 @@ def reanalyze(
             "(VLM results already stored from the configured model are kept)",
         ),
     ] = False,
-    wait: Annotated[bool, typer.Option(help="Run the job here and wait")] = True,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="Run the job here and show its progress; --no-wait only records it"
+        ),
+    ] = True,
 ) -> None:
     """Analyse again, as a new job, images analysed only by older pipeline versions."""
     from image_tagger.db import session_scope
@@ -365,19 +580,34 @@ def reanalyze(
         )
         return
     status = _run_and_watch(job_id)
-    console.print(f"job {job_id}: {status}")
+    _print_job_table(job_id)
     raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_WITH_ERRORS") else 1)
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
-    job_id: Annotated[int, typer.Argument(help="The job's id", min=1, max=2**63 - 1)],
+    job_id: Annotated[
+        int,
+        typer.Argument(
+            metavar="JOB_ID",
+            help="The job's id (see GET /api/v1/admin/upload/jobs or the cockpit)",
+            min=1,
+            max=2**31 - 1,
+            show_default=False,
+        ),
+    ],
     export_format: Annotated[
-        str, typer.Option("--format", "-f", help="csv or parquet")
+        str,
+        typer.Option("--format", "-f", metavar="csv|parquet", help="File format"),
     ] = "csv",
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File to write (default: job-ID.FORMAT)"),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="File to write (default: job-JOB_ID.csv or job-JOB_ID.parquet)",
+        ),
     ] = None,
 ) -> None:
     """Write a job's results, one row per image, as CSV or Parquet."""
@@ -402,10 +632,14 @@ def export(
     )
 
 
-@token_app.command("create")
+@token_app.command("create", cls=Command)
 def token_create(
-    role: Annotated[str, typer.Option(help="admin or tagger")] = "admin",
-    name: Annotated[str, typer.Option(help="Who or what the token is for")] = "cli",
+    role: Annotated[
+        str, typer.Option(metavar="admin|tagger", help="What the token may do")
+    ] = "admin",
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="Who or what the token is for")
+    ] = "cli",
 ) -> None:
     """Create a token and print it (only its hash is stored)."""
     from image_tagger.auth.service import create_token
@@ -418,13 +652,22 @@ def token_create(
     except ValueError as exc:
         err.print(str(exc))
         raise typer.Exit(2) from None
+    # The token alone on stdout, for scripts; where it was stored on stderr.
+    err.print(f"{role} token {name!r} created in {_database()}", highlight=False)
     print(token)
 
 
-@token_app.command("revoke")
+@token_app.command("revoke", cls=Command)
 def token_revoke(
     token_id: Annotated[
-        int, typer.Argument(help="The id shown by 'token list'", min=1, max=2**63 - 1)
+        int,
+        typer.Argument(
+            metavar="TOKEN_ID",
+            help="The id shown by 'image-tagger token list'",
+            min=1,
+            max=2**31 - 1,
+            show_default=False,
+        ),
     ],
 ) -> None:
     """Revoke a token: it stops working at once."""
@@ -435,12 +678,16 @@ def token_revoke(
     with session_scope(write=True) as session:
         revoked = revoke_token(session, token_id)
     if not revoked:
-        err.print(f"no live token with id {token_id}; see: image-tagger token list")
+        err.print(
+            f"no live token with id {token_id} in {_database()}; see: "
+            "image-tagger token list",
+            highlight=False,
+        )
         raise typer.Exit(2)
-    console.print(f"token {token_id} revoked")
+    console.print(f"token {token_id} revoked in {_database()}", highlight=False)
 
 
-@token_app.command("list")
+@token_app.command("list", cls=Command)
 def token_list() -> None:
     """List tokens (names and roles; the tokens themselves are not stored)."""
     from image_tagger.auth.service import list_tokens
@@ -451,35 +698,49 @@ def token_list() -> None:
     for column in ("id", "name", "role", "created", "revoked"):
         table.add_column(column)
     with session_scope() as session:
-        for row in list_tokens(session):
+        rows = list_tokens(session)
+        for row in rows:
             table.add_row(
                 str(row.id),
-                row.name,
+                Text(row.name),
                 row.role,
                 row.created_at.isoformat(timespec="seconds"),
                 row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
             )
+    if not rows:
+        console.print(
+            f"no tokens in {_database()} (IMAGE_TAGGER_DATA_DIR or "
+            "IMAGE_TAGGER_DATABASE_URL chooses it); create one with: "
+            "image-tagger token create --role admin",
+            highlight=False,
+        )
+        return
+    console.print(f"tokens in {_database()}:", highlight=False)
     console.print(table)
 
 
-@vlm_app.command("check")
+@vlm_app.command("check", cls=Command)
 def vlm_check(
     file: Annotated[
         Path | None,
-        typer.Argument(help="A photo to send (default: a small drawn facade)"),
+        typer.Argument(
+            metavar="FILE",
+            help="A photo to send (default: a small drawn facade)",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Make one real call to the configured provider and show what it answered,
     its tokens and its cost (the call is written to the ledger)."""
     from image_tagger.science.pipeline import decode_for_pipeline
-    from image_tagger.vlm.analyzers import COGNITIVE, NOT_CONFIGURED
+    from image_tagger.vlm.analyzers import COGNITIVE, not_configured
     from image_tagger.vlm.service import CallContext, get_vlm
 
     _prepare()
     settings = get_settings()
     vlm = get_vlm(settings)
     if vlm is None:
-        err.print(NOT_CONFIGURED)
+        err.print(not_configured(settings), highlight=False)
         raise typer.Exit(2)
     if file is None:
         jpeg = _drawn_facade()
@@ -499,17 +760,31 @@ def vlm_check(
     context = CallContext()
     outcome = vlm.run(COGNITIVE, jpeg, context, tool="check")
     for number, call in enumerate(context.calls, 1):
-        cost = "unknown price" if call.cost_usd is None else f"${call.cost_usd:.6f}"
         console.print(
             f"call {number}: {call.outcome}, {call.latency_ms:.0f} ms, "
-            f"{call.input_tokens} input + {call.output_tokens} output tokens, "
-            f"{cost}" + (f"\n  {call.error}" if call.error else ""),
+            f"{_call_usage(call)}" + (f"\n  {call.error}" if call.error else ""),
+            highlight=False,
+        )
+    if any(c.input_tokens is not None and c.cost_usd is None for c in context.calls):
+        console.print(
+            f"the price of {vlm.model} at {vlm.provider} is unknown: set "
+            "IMAGE_TAGGER_VLM_PROVIDER to a provider whose price table has the "
+            "model, or set IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and "
+            "IMAGE_TAGGER_VLM_PRICE_OUTPUT_PER_MTOK_USD",
             highlight=False,
         )
     if outcome.status != "ok":
         err.print(f"{outcome.status}: {outcome.reason}", highlight=False)
         raise typer.Exit(1)
     console.print_json(data=outcome.result)
+
+
+def _call_usage(call) -> str:
+    """A call's tokens and cost as ``vlm check`` prints them."""
+    if call.input_tokens is None:
+        return "no usage reported, no cost"
+    cost = "unknown price" if call.cost_usd is None else f"${call.cost_usd:.6f}"
+    return f"{call.input_tokens} input + {call.output_tokens} output tokens, {cost}"
 
 
 def _drawn_facade() -> bytes:

@@ -16,6 +16,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Time allowed beyond the analysis time limit for an item's other steps.
+BROKER_VISIBILITY_MARGIN_SECONDS = 300.0
+
 
 def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
@@ -46,6 +49,16 @@ class Settings(BaseSettings):
     recovery_interval_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     item_timeout_seconds: float = Field(default=300.0, gt=0)
+
+    # The scaled-out queue (IMAGE_TAGGER_QUEUE=celery).
+    celery_queue: str = Field(
+        default="image-tagger", min_length=1, description="Celery queue of the items"
+    )
+    broker_key_prefix: str = Field(
+        default="",
+        description="Prefix of every Redis key the queue uses, so that several "
+        "deployments (or test runs) can share one Redis",
+    )
 
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_files_per_upload: int = Field(default=500, gt=0)
@@ -112,14 +125,24 @@ class Settings(BaseSettings):
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
 
+    @property
+    def broker_visibility_timeout_seconds(self) -> float:
+        """How long the broker waits for a task's acknowledgement before it
+        delivers the task again: longer than the longest item."""
+        return self.item_timeout_seconds + BROKER_VISIBILITY_MARGIN_SECONDS
+
     def unavailable_queue(self) -> str | None:
-        """Why the configured queue cannot run in this version, or None."""
-        if self.queue in ("inprocess", "none"):
+        """Why the configured queue cannot run here, or None."""
+        if self.queue != "celery":
             return None
-        return (
-            f"IMAGE_TAGGER_QUEUE={self.queue!r} is not available in this version; "
-            "use 'inprocess' or 'none'"
-        )
+        try:
+            import celery  # noqa: F401
+        except ImportError:
+            return (
+                "IMAGE_TAGGER_QUEUE='celery' needs Celery; install it with: "
+                "pip install 'image-tagger[celery]'"
+            )
+        return None
 
     @property
     def vlm_configured(self) -> bool:
@@ -140,12 +163,21 @@ def describe_invalid_settings(error: ValidationError) -> str:
     """A user-facing account of bad environment variables, one line each."""
     lines = ["invalid settings; fix these environment variables:"]
     for problem in error.errors():
+        message = _without_pydantic_prefix(problem["msg"])
         if not problem["loc"]:  # a rule across settings: its message names them
-            lines.append(f"  {problem['msg']}")
+            lines.append(f"  {message}")
             continue
         name = "IMAGE_TAGGER_" + "_".join(str(part) for part in problem["loc"]).upper()
-        lines.append(f"  {name}={problem.get('input')!r}: {problem['msg']}")
+        lines.append(f"  {name}={problem.get('input')!r}: {message}")
     return "\n".join(lines)
+
+
+def _without_pydantic_prefix(message: str) -> str:
+    """Our validators' own words, without pydantic's "Value error, " before them."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
 
 
 def reset_settings() -> None:

@@ -112,10 +112,10 @@ def test_header_mode_takes_the_role_from_the_proxy_header(client, headers, expec
     )
 
 
-def test_healthz_needs_no_auth_and_reports_database_and_queue(client):
+def test_healthz_needs_no_auth_and_reports_database_and_queue(client, databases):
     body = client.get("/healthz").json()
     assert body["status"] == "ok"
-    assert body["database"] == {"ok": True, "dialect": "sqlite"}
+    assert body["database"] == {"ok": True, "dialect": databases.kind}
     assert body["queue"]["backend"] == "inprocess"
     assert body["queue"]["ok"] is True
 

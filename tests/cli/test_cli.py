@@ -108,13 +108,20 @@ def test_bad_settings_are_named_without_a_traceback(data_dir):
     assert "Traceback" not in result.stderr
 
 
-def test_serve_and_ingest_refuse_a_queue_this_version_lacks(data_dir, tmp_path):
+def test_serve_ingest_and_worker_say_how_to_install_a_missing_celery(
+    data_dir, tmp_path
+):
     photo = tmp_path / "a.jpg"
     photo.write_bytes(jpeg_bytes(6))
-    for args in (("serve",), ("ingest", str(photo))):
-        result = _cli(data_dir, *args, IMAGE_TAGGER_QUEUE="celery")
-        assert result.returncode == 2
-        assert "IMAGE_TAGGER_QUEUE='celery' is not available" in result.stderr
+    # A package that fails to import, as Celery does where it is not installed.
+    shadow = tmp_path / "shadow" / "celery"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no celery here')\n")
+    path = f"{shadow.parent}:{ROOT}"
+    for args in (("serve",), ("ingest", str(photo)), ("worker",)):
+        result = _cli(data_dir, *args, IMAGE_TAGGER_QUEUE="celery", PYTHONPATH=path)
+        assert result.returncode == 2, result.stderr
+        assert "pip install 'image-tagger[celery]'" in result.stderr
         assert "Traceback" not in result.stderr
     assert list((data_dir / "images").iterdir()) == []
 

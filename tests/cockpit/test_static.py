@@ -40,3 +40,18 @@ def test_the_page_needs_no_inline_code_and_nothing_from_elsewhere():
 def test_the_sign_in_link_carries_the_token_in_the_fragment():
     link = sign_in_link("http://127.0.0.1:8000", "itk_abc")
     assert link == "http://127.0.0.1:8000/admin/#token=itk_abc"
+
+
+def test_the_page_names_an_icon_that_is_served(client):
+    page = client.get("/admin/").text
+    assert '<link rel="icon" href="favicon.svg" type="image/svg+xml">' in page
+
+    icon = client.get("/admin/favicon.svg")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
+    # Browsers ask for /favicon.ico on pages that name no icon (/docs).
+    legacy = client.get("/favicon.ico", follow_redirects=False)
+    assert legacy.status_code == 308
+    assert legacy.headers["location"] == "/admin/favicon.svg"
+    assert client.get("/favicon.ico").content == icon.content

@@ -7,6 +7,8 @@ import io
 from helpers import ADMIN, jpeg_bytes, upload, wait_for_job
 from PIL import Image
 
+from image_tagger.jobs.runner import run_upload_job
+
 
 def test_job_list_is_newest_first_with_counts_by_status(client):
     first = upload(client, [("a.jpg", jpeg_bytes(10))]).json()["job_id"]
@@ -87,16 +89,22 @@ def test_stored_files_are_served_with_their_image_type(client):
         assert small.size == (256, 192)
 
 
-def test_ids_and_offsets_past_64_bits_are_a_422(client):
+def test_ids_past_32_bits_and_offsets_past_64_bits_are_a_422(client):
     huge = 2**63
     for path in (
+        f"/api/v1/admin/upload/jobs/{2**31}",
         f"/api/v1/admin/upload/jobs/{huge}",
         f"/api/v1/admin/upload/jobs?offset={huge}",
         f"/api/v1/admin/upload/jobs/1?items_offset={huge}",
-        f"/api/v1/admin/images/{huge}",
+        f"/api/v1/admin/images/{2**31}",
         f"/api/v1/admin/images/{huge}/thumbnail",
     ):
         assert client.get(path, headers=ADMIN).status_code == 422, path
+    # The largest id an INTEGER column holds is a plain 404.
+    largest = 2**31 - 1
+    assert (
+        client.get(f"/api/v1/admin/images/{largest}", headers=ADMIN).status_code == 404
+    )
 
 
 def test_concurrent_first_thumbnails_are_all_whole(client):
@@ -114,3 +122,27 @@ def test_concurrent_first_thumbnails_are_all_whole(client):
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
     assert responses[0].content.endswith(b"\xff\xd9")
+
+
+def test_a_thumbnail_says_why_it_is_missing(record_only_client):
+    client = record_only_client
+    whole = jpeg_bytes(44, size=(800, 600))
+    cut = whole[: len(whole) // 2]  # header intact, pixel data cut off
+    body = upload(client, [("cut.jpg", cut), ("later.jpg", jpeg_bytes(45))]).json()
+    cut_id, later_id = body["image_ids"]
+    job_id = body["job_id"]
+
+    waiting = client.get(f"/api/v1/admin/images/{later_id}/thumbnail", headers=ADMIN)
+    run_upload_job(job_id)
+    failed = client.get(f"/api/v1/admin/images/{cut_id}/thumbnail", headers=ADMIN)
+
+    assert waiting.status_code == 404
+    assert waiting.json()["detail"].startswith("no thumbnail yet")
+    assert "is PENDING" in waiting.json()["detail"]
+    assert failed.status_code == 409
+    detail = failed.json()["detail"]
+    assert detail.startswith("no thumbnail: the analysis of this image failed: ")
+    assert "truncated or corrupt" in detail
+    assert f"/upload/jobs/{job_id}/retry" in detail
+    made = client.get(f"/api/v1/admin/images/{later_id}/thumbnail", headers=ADMIN)
+    assert made.status_code == 200

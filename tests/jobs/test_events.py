@@ -99,6 +99,40 @@ def test_events_follow_a_job_as_its_items_finish(record_only_client):
     assert [event for event, _ in seen] == ["item", "item", "job", "end"]
 
 
+def test_a_new_stream_first_replays_every_item_recorded_so_far(
+    record_only_client, monkeypatch
+):
+    from image_tagger.jobs import events as job_events
+
+    monkeypatch.setattr(job_events, "REPLAY_PAGE", 2)  # replayed in pages
+    client = record_only_client
+    files = [(f"{n}.jpg", jpeg_bytes(130 + n)) for n in range(3)]
+    job_id = upload(client, [*files, ("junk.jpg", b"not an image")]).json()["job_id"]
+    done = [_record(job_id), _record(job_id, fail="unreadable")]
+
+    with client.stream("GET", f"{JOBS}/{job_id}/events", headers=ADMIN) as response:
+        events = _events(response)
+        replayed = [next(events) for _ in range(3)]
+        event, job, _ = next(events)
+        assert (event, job["completed_items"], job["failed_items"]) == ("job", 1, 2)
+        last = _record(job_id)
+        live = [next(events)[:2] for _ in range(3)]
+
+    # The rejected file was recorded at upload, before the other two.
+    assert [(e, data["filename"], data["status"]) for e, data, _ in replayed] == [
+        ("item", "junk.jpg", "FAILED"),
+        ("item", "0.jpg", "COMPLETED"),
+        ("item", "1.jpg", "FAILED"),
+    ]
+    assert [data["id"] for _, data, _ in replayed[1:]] == done
+    assert all(event_id == data["finished_at"] for _, data, event_id in replayed)
+    assert [(event, data.get("id")) for event, data in live] == [
+        ("item", last),
+        ("job", job_id),
+        ("end", None),
+    ]
+
+
 def test_events_need_the_admin_role_and_a_job(record_only_client):
     client = record_only_client
     job_id = upload(client, [("a.jpg", jpeg_bytes(120))]).json()["job_id"]
@@ -127,7 +161,7 @@ def test_events_stream_to_a_bearer_token_as_fetch_sends_it(data_dir):
             events = [(event, data["status"]) for event, data, _ in _events(response)]
 
     assert response.status_code == 200
-    assert events == [("job", "COMPLETED"), ("end", "COMPLETED")]
+    assert events == [("item", "COMPLETED"), ("job", "COMPLETED"), ("end", "COMPLETED")]
 
 
 def test_a_stopping_server_ends_its_open_streams(data_dir, tmp_path):

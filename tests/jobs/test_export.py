@@ -23,7 +23,9 @@ from sqlalchemy import update
 
 from image_tagger.db import session_scope
 from image_tagger.images.models import ImageAnalysis
-from image_tagger.jobs.export import flatten_vlm
+from image_tagger.jobs.export import COLUMNS, flatten_vlm
+from image_tagger.science.compute import METRIC_KEYS
+from image_tagger.vlm.schemas import PATTERN_VOCABULARY, CognitiveRating
 
 JOBS = "/api/v1/admin/upload/jobs"
 
@@ -53,27 +55,25 @@ VLM = {
 }
 
 
-def test_flatten_vlm_names_every_field_under_its_analyzer():
+def test_flatten_vlm_gives_every_field_of_both_analyzers():
     flat = flatten_vlm(
         {
-            **VLM,
-            "skipped": {"status": "skipped", "reason": "no provider configured"},
-            "odd": {"status": "ok", "result": {"status": 1, "tags": ["a", "b"]}},
+            "cognitive": {"status": "skipped", "reason": "budget reached"},
+            "patterns": VLM["patterns"],
+            "other": {"status": "ok", "result": {"x": 1}},
         }
     )
 
-    assert flat["vlm.cognitive.status"] == "ok"
-    assert flat["vlm.cognitive.model"] == "vision-1"
-    assert flat["vlm.cognitive.reason"] is None
-    assert flat["vlm.cognitive.coherence"] == 0.8
+    assert list(flat) == [c for c in COLUMNS if c.startswith("vlm.")]
+    assert flat["vlm.cognitive.status"] == "skipped"
+    assert flat["vlm.cognitive.reason"] == "budget reached"
+    assert flat["vlm.cognitive.model"] is None
+    assert flat["vlm.cognitive.coherence"] is None
     assert flat["vlm.patterns.prospect.presence"] == 0.9
     assert flat["vlm.patterns.prospect.evidence"] == "wide view over the valley"
     assert flat["vlm.patterns.nook.confidence"] == 0.6
-    assert flat["vlm.skipped.reason"] == "no provider configured"
-    # A result field named like a status field keeps both; lists become JSON.
-    assert flat["vlm.odd.status"] == "ok"
-    assert flat["vlm.odd.result.status"] == 1
-    assert flat["vlm.odd.tags"] == '["a", "b"]'
+    assert flat["vlm.patterns.arcade.presence"] is None  # not in the answer
+    assert not any(column.startswith("vlm.other") for column in flat)
 
 
 def _job_with_results(client) -> tuple[dict, dict[str, bytes], dict[int, dict]]:
@@ -183,3 +183,75 @@ def test_export_command_writes_both_formats(client, data_dir, tmp_path):
             _check_rows(rows, photos, images, empty="")
         else:
             _check_rows(pq.read_table(target).to_pylist(), photos, images, empty=None)
+
+
+def _documented_columns() -> list[str]:
+    """The order the README gives: file columns, metrics, then each analyzer."""
+    files = ["job_id", "item_id", "image_id", "filename", "sha256", "size_bytes"]
+    files += ["format", "width", "height", "item_status", "error_message"]
+    files += ["pipeline_version"]
+    outcome = ("status", "reason", "model")
+    cognitive = [f"vlm.cognitive.{name}" for name in outcome]
+    cognitive += [f"vlm.cognitive.{name}" for name in CognitiveRating.model_fields]
+    patterns = [f"vlm.patterns.{name}" for name in outcome]
+    patterns += [
+        f"vlm.patterns.{pattern}.{field}"
+        for pattern in PATTERN_VOCABULARY
+        for field in ("presence", "confidence", "evidence")
+    ]
+    return [*files, *METRIC_KEYS, *cognitive, *patterns]
+
+
+def test_exports_of_different_jobs_have_the_same_columns_and_types(client):
+    # One job whose first image has only a skipped cognitive analyzer and a
+    # patterns answer; one with no VLM outcome at all.
+    with_vlm, _photos, _images = _job_with_results(client)
+    with session_scope(write=True) as session:
+        session.execute(
+            update(ImageAnalysis)
+            .where(ImageAnalysis.image_id == with_vlm["image_ids"][0])
+            .values(
+                vlm={
+                    "cognitive": {"status": "skipped", "reason": "budget reached"},
+                    "patterns": VLM["patterns"],
+                }
+            )
+        )
+    plain = upload(client, [("c.jpg", jpeg_bytes(103))]).json()
+    wait_for_job(client, plain["job_id"])
+    with session_scope(write=True) as session:
+        session.execute(
+            update(ImageAnalysis)
+            .where(ImageAnalysis.image_id == plain["image_ids"][0])
+            .values(vlm={})
+        )
+
+    headers, schemas = [], []
+    for job in (with_vlm, plain):
+        url = f"{JOBS}/{job['job_id']}/export"
+        text = client.get(f"{url}?format=csv", headers=ADMIN).text
+        headers.append(next(csv.reader(io.StringIO(text))))
+        parquet = client.get(f"{url}?format=parquet", headers=ADMIN).content
+        schemas.append(pq.read_table(io.BytesIO(parquet)).schema)
+
+    assert headers[0] == headers[1] == _documented_columns()
+    assert len(headers[0]) == 12 + len(METRIC_KEYS) + 3 + 10 + 3 + 3 * 12
+    assert schemas[0] == schemas[1]
+    schema = schemas[0]
+    assert schema.names == headers[0]
+    assert schema.field("vlm.cognitive.coherence").type == pa.float64()
+    assert schema.field("vlm.cognitive.status").type == pa.string()
+    assert schema.field("vlm.patterns.arcade.evidence").type == pa.string()
+    assert schema.field("color.hue_entropy_bits").type == pa.float64()
+    first = next(
+        csv.DictReader(
+            io.StringIO(
+                client.get(
+                    f"{JOBS}/{with_vlm['job_id']}/export?format=csv", headers=ADMIN
+                ).text
+            )
+        )
+    )
+    assert first["vlm.cognitive.status"] == "skipped"
+    assert first["vlm.cognitive.coherence"] == ""
+    assert float(first["vlm.patterns.prospect.presence"]) == 0.9

@@ -171,3 +171,110 @@ def test_a_killed_worker_process_is_taken_over_by_the_next_one(
     _job, items = _check_job_is_whole(job_id, 16)
     taken_over = {item.id for item in items if item.attempts == 2}
     assert taken_over == {item["id"] for item in running}
+
+
+def _analysis_processes(pid: int) -> list[int]:
+    """The server's pool processes (spawned), not its resource tracker."""
+    found = []
+    for child in _children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in command:
+            found.append(child)
+    return found
+
+
+def test_an_analysis_process_killed_while_idle_does_not_break_later_jobs(
+    data_dir, tmp_path
+):
+    env = child_env(data_dir, IMAGE_TAGGER_AUTH_MODE="header")
+    server = ServerProcess(env, tmp_path / "server.log")
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (workers := _analysis_processes(server.process.pid)):
+            assert time.monotonic() < deadline, "no analysis process started"
+            time.sleep(0.1)
+        subprocess.run(["kill", "-9", str(workers[0])], check=True)
+        _wait_for_exit([workers[0]])
+        time.sleep(1.0)  # the pool notices the death in the background
+
+        with httpx2.Client(base_url=server.url, timeout=60) as http:
+            files = [(f"{n}.jpg", jpeg_bytes(n, size=(640, 480))) for n in range(3)]
+            job_id = upload(http, files).json()["job_id"]
+            job = _wait_until(http, job_id, lambda job: job["status"] in FINAL)
+            health = http.get("/healthz").json()
+    finally:
+        server.stop()
+
+    assert job["status"] == "COMPLETED", job["error_summary"]
+    assert [item["attempts"] for item in job["items"]] == [1, 1, 1]
+    assert health["status"] == "ok"
+    assert "pool.restarted" in (tmp_path / "server.log").read_text()
+
+
+def _ingest(data_dir, folder: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "image_tagger.cli", "ingest", str(folder)],
+        cwd=ROOT,
+        env=child_env(data_dir, IMAGE_TAGGER_WORKERS="1", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _batch(tmp_path: Path, count: int) -> Path:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for n in range(count):
+        (folder / f"{n}.jpg").write_bytes(jpeg_bytes(300 + n, size=(1600, 1200)))
+    return folder
+
+
+def test_a_server_leaves_alone_the_job_an_ingest_process_is_running(data_dir, tmp_path):
+    env = child_env(
+        data_dir,
+        IMAGE_TAGGER_AUTH_MODE="header",
+        IMAGE_TAGGER_RECOVERY_INTERVAL_SECONDS="0.5",
+    )
+    server = ServerProcess(env, tmp_path / "server.log")
+    server.start()
+    try:
+        ingest = _ingest(data_dir, _batch(tmp_path, 16))
+        output = ingest.communicate(timeout=300)[0]
+        log = server.log_path.read_text()
+    finally:
+        server.stop()
+
+    assert ingest.returncode == 0, output
+    assert "16 completed, 0 failed of 16" in output
+    assert "job.redispatched" not in log, log
+    _check_job_is_whole(1, 16)
+
+
+def test_a_server_takes_over_the_job_of_a_killed_ingest_process(data_dir, tmp_path):
+    env = child_env(
+        data_dir,
+        IMAGE_TAGGER_AUTH_MODE="header",
+        IMAGE_TAGGER_RECOVERY_INTERVAL_SECONDS="0.5",
+        IMAGE_TAGGER_LEASE_SECONDS="3",
+    )
+    server = ServerProcess(env, tmp_path / "server.log")
+    server.start()
+    try:
+        ingest = _ingest(data_dir, _batch(tmp_path, 16), IMAGE_TAGGER_LEASE_SECONDS="3")
+        with httpx2.Client(base_url=server.url, timeout=60) as http:
+            _wait_until(http, 1, lambda job: job.get("completed_items", 0) >= 3)
+            ingest.kill()
+            ingest.communicate()
+            job = _wait_until(http, 1, lambda job: job["status"] in FINAL)
+        log = server.log_path.read_text()
+    finally:
+        server.stop()
+
+    assert job["status"] == "COMPLETED", job["error_summary"]
+    assert "job.redispatched" in log
+    _check_job_is_whole(1, 16)

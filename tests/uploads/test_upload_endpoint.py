@@ -268,17 +268,25 @@ def test_an_upload_whose_files_are_all_rejected_answers_failed(client):
 def test_slow_header_checks_do_not_hold_the_database(client, data_dir, monkeypatch):
     import sqlite3
 
+    from image_tagger.db import get_engine
     from image_tagger.uploads import service
 
     seen: list[str] = []
     real_inspect = service.inspect_image
 
     def inspect_while_another_writer_writes(path, **kwargs):
-        other = sqlite3.connect(data_dir / "image_tagger.db", timeout=1)
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("UPDATE api_tokens SET name = name")
-        other.commit()
-        other.close()
+        if get_engine().dialect.name == "sqlite":
+            other = sqlite3.connect(data_dir / "image_tagger.db", timeout=1)
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("UPDATE api_tokens SET name = name")
+            other.commit()
+            other.close()
+        else:  # no lock on the upload's tables may be held while checking
+            with get_engine().begin() as other:
+                other.exec_driver_sql(
+                    "LOCK TABLE images, upload_jobs, upload_job_items "
+                    "IN EXCLUSIVE MODE NOWAIT"
+                )
         seen.append(path.name)
         return real_inspect(path, **kwargs)
 

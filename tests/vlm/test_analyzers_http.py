@@ -114,6 +114,8 @@ def test_both_analyzers_are_stored_and_every_call_is_priced(vlm_env, fake):
             "input_tokens": 4 * 1234,
             "output_tokens": 4 * 210,
             "cost_usd": pytest.approx(4 * per_call, abs=1e-12),
+            "unpriced_calls": 0,
+            "no_usage_calls": 0,
         }
     ]
     (today,) = report["by_day"]
@@ -129,8 +131,15 @@ def test_a_model_without_a_known_price_costs_null_never_zero(vlm_env, fake):
     assert images[0]["analysis"]["vlm"]["cognitive"]["status"] == "ok"
     assert [call["cost_usd"] for call in report["recent"]] == [None, None]
     assert [call["input_tokens"] for call in report["recent"]] == [1000, 1000]
-    assert report["unpriced_calls"] == 2
+    assert report["unpriced_calls"] == 2 and report["no_usage_calls"] == 0
     assert report["spent_usd"] == 0.0
+    # No call has a price: every total's cost is unknown, not zero.
+    (model,) = report["by_model"]
+    assert (model["calls"], model["cost_usd"]) == (2, None)
+    assert (model["unpriced_calls"], model["no_usage_calls"]) == (2, 0)
+    assert model["input_tokens"] == 2000
+    for row in report["by_analyzer"] + report["by_day"]:
+        assert row["cost_usd"] is None and row["unpriced_calls"] == row["calls"]
 
 
 def test_price_settings_override_the_library(vlm_env, fake):
@@ -268,6 +277,17 @@ def test_a_429_is_retried_after_its_retry_after(vlm_env, fake):
     assert outcomes == ["ok", "ok", "rate_limited"]
     (row,) = [row for row in report["recent"] if row["outcome"] == "rate_limited"]
     assert row["cost_usd"] is None and row["input_tokens"] is None  # no usage
+    # The group's cost is its priced calls' sum, with the unpriced one counted.
+    limited = {entry["tool"]: entry for entry in report["by_analyzer"]}[row["tool"]]
+    assert limited["calls"] == 2
+    assert limited["cost_usd"] == pytest.approx(library_price("gpt-4o-mini", 1000, 100))
+    assert (limited["unpriced_calls"], limited["no_usage_calls"]) == (1, 1)
+    (model,) = report["by_model"]
+    assert (model["calls"], model["unpriced_calls"], model["no_usage_calls"]) == (
+        3,
+        1,
+        1,
+    )
 
 
 def test_an_answer_that_fails_the_schema_is_asked_for_once_more(vlm_env, fake):
@@ -351,6 +371,12 @@ def test_an_unreachable_provider_is_retried_then_an_error(vlm_env, fake):
         assert f"cannot reach {closed}" in outcome["reason"]
         assert "gave up after 2 attempts" in outcome["reason"]
     assert [row["outcome"] for row in report["recent"]] == ["connection_error"] * 4
+    # Calls that never reached the model: no usage, no cost; unknown, not zero.
+    for row in report["by_model"] + report["by_analyzer"] + report["by_day"]:
+        assert row["cost_usd"] is None
+        assert row["unpriced_calls"] == row["no_usage_calls"] == row["calls"]
+    assert [row["calls"] for row in report["by_analyzer"]] == [2, 2]
+    assert report["unpriced_calls"] == report["no_usage_calls"] == 4
 
 
 def test_a_response_that_is_not_json_is_an_error_with_its_reason(vlm_env, fake):

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from helpers import ROOT, SAMPLE_PHOTOS, child_env
+from helpers import ROOT, SAMPLE_PHOTOS, child_env, free_port
 from sqlalchemy import select
 
 from image_tagger.db import dispose_engines, session_scope
@@ -63,3 +63,62 @@ def test_check_without_a_provider_says_what_to_set(data_dir):
 
     assert result.returncode == 2
     assert "IMAGE_TAGGER_VLM_MODEL" in result.stderr
+
+
+def test_check_names_exactly_the_setting_that_is_missing(data_dir):
+    only_model = _check(data_dir, IMAGE_TAGGER_VLM_MODEL="gpt-4o-mini")
+    only_url = _check(data_dir, IMAGE_TAGGER_VLM_BASE_URL="http://127.0.0.1:9/v1")
+
+    assert only_model.returncode == only_url.returncode == 2
+    assert "IMAGE_TAGGER_VLM_MODEL is set but IMAGE_TAGGER_VLM_BASE_URL is not" in (
+        only_model.stderr
+    )
+    assert "set IMAGE_TAGGER_VLM_MODEL" not in only_model.stderr
+    assert "IMAGE_TAGGER_VLM_BASE_URL is set but IMAGE_TAGGER_VLM_MODEL is not" in (
+        only_url.stderr
+    )
+
+
+def test_check_of_an_unreachable_provider_says_no_usage_and_reads_cleanly(
+    data_dir,
+):
+    closed = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    result = _check(
+        data_dir,
+        IMAGE_TAGGER_VLM_BASE_URL=closed,
+        IMAGE_TAGGER_VLM_MODEL="gpt-4o-mini",
+        IMAGE_TAGGER_VLM_PROVIDER="openai",
+        IMAGE_TAGGER_VLM_MAX_ATTEMPTS="2",
+        IMAGE_TAGGER_VLM_BACKOFF_SECONDS="0.01",
+    )
+
+    assert result.returncode == 1
+    assert result.stdout.count("connection_error") == 2
+    assert result.stdout.count("no usage reported, no cost") == 2
+    assert "None" not in result.stdout
+    assert f"error: cannot reach {closed}: Connection error; gave up after 2" in (
+        result.stderr.replace("\n", " ")
+    )
+    assert ".;" not in result.stderr
+
+
+def test_check_with_an_unknown_price_says_which_settings_give_one(data_dir, fake):
+    result = _check(data_dir, **_provider(fake, IMAGE_TAGGER_VLM_MODEL="fake-vision-1"))
+
+    assert result.returncode == 0, result.stderr
+    assert "1000 input + 100 output tokens, unknown price" in result.stdout
+    hint = " ".join(result.stdout.split())
+    assert "the price of fake-vision-1 at openai is unknown: set" in hint
+    assert "IMAGE_TAGGER_VLM_PROVIDER" in hint
+    assert "IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and" in hint
+
+
+def test_a_bad_setting_is_told_in_our_words_without_pydantic_prefixes(data_dir):
+    result = _check(data_dir, IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD="2")
+
+    assert result.returncode == 2
+    assert "Value error" not in result.stderr
+    assert result.stderr.splitlines()[1:] == [
+        "  set both IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and "
+        "IMAGE_TAGGER_VLM_PRICE_OUTPUT_PER_MTOK_USD, or neither"
+    ]

@@ -106,6 +106,56 @@ def test_concurrent_reservations_never_pass_the_limit():
     assert len(granted) == 10
 
 
+def test_a_call_that_fits_once_calls_in_flight_end_waits_for_them():
+    budget, stop = Budget(), threading.Event()
+    spent = [Decimal("0")]
+    limit = Decimal("1.0")
+    first = budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: spent[0])
+    assert first is not None
+
+    waited = []
+    waiter = threading.Thread(
+        target=lambda: waited.append(
+            budget.reserve(
+                Decimal("0.6"), limit=limit, spent=lambda: spent[0], stop=stop
+            )
+        )
+    )
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive() and waited == []  # 0.6 in flight + 0.6 > 1.0
+
+    spent[0] = Decimal("0.2")  # the first call cost 0.2, not 0.6
+    budget.release(first)
+    waiter.join(timeout=5)
+    assert waited[0].amount == Decimal("0.6") and budget.reserved == Decimal("0.6")
+
+    # 0.2 spent + 0.9 can never fit: refused at once, without waiting.
+    assert (
+        budget.reserve(Decimal("0.9"), limit=limit, spent=lambda: spent[0], stop=stop)
+        is None
+    )
+
+
+def test_a_waiting_reservation_ends_when_the_service_stops():
+    budget, stop = Budget(), threading.Event()
+    limit = Decimal("1.0")
+    assert budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: Decimal(0))
+    raised = []
+
+    def wait() -> None:
+        try:
+            budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: 0, stop=stop)
+        except Stopped:
+            raised.append(True)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    stop.set()
+    waiter.join(timeout=5)
+    assert raised == [True]
+
+
 def test_cost_is_the_library_price_override_or_none():
     usage = Usage(input_tokens=2000, output_tokens=300)
     expected = calc_price(usage, "gpt-4o", provider_id="openai").total_price

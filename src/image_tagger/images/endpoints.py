@@ -12,6 +12,7 @@ from image_tagger.http import RowId
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.schemas import AnalysisOut, ImageOut
 from image_tagger.images.thumbnails import thumbnail_path
+from image_tagger.jobs.models import ItemStatus, UploadJobItem
 from image_tagger.settings import get_settings
 
 router = APIRouter(prefix="/api/v1/admin/images", tags=["images"])
@@ -86,14 +87,48 @@ def get_image_file(image_id: RowId, _: AdminPrincipal) -> FileResponse:
     )
 
 
-@router.get("/{image_id}/thumbnail", response_class=FileResponse)
+@router.get(
+    "/{image_id}/thumbnail",
+    response_class=FileResponse,
+    responses={
+        404: {"description": "no such image, or not analysed yet"},
+        409: {"description": "the image's analysis failed: it has no thumbnail"},
+    },
+)
 def get_image_thumbnail(image_id: RowId, _: AdminPrincipal) -> FileResponse:
-    """A JPEG of at most 256 px, made when the image is analysed."""
-    image, _analysis = _load(image_id)
+    """A JPEG of at most 256 px, made when the image is analysed; 404 until
+    then, 409 with the reason when its analysis failed."""
+    image, analysis = _load(image_id)
     thumb = thumbnail_path(get_settings().data_dir, image.sha256)
     if not thumb.is_file():
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail="no thumbnail yet: it is made when the image is analysed",
-        )
+        raise _no_thumbnail(image_id, analysis)
     return FileResponse(thumb, media_type="image/jpeg", headers=FILE_HEADERS)
+
+
+def _no_thumbnail(image_id: int, analysis: ImageAnalysis | None) -> HTTPException:
+    """Why an image has no thumbnail, from its analysis and its latest item."""
+    if analysis is not None:
+        return HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail="the thumbnail file is missing from the data directory; "
+            "uploading the image again makes it anew",
+        )
+    with session_scope() as session:
+        item = session.scalar(
+            select(UploadJobItem)
+            .where(UploadJobItem.image_id == image_id)
+            .order_by(UploadJobItem.id.desc())
+            .limit(1)
+        )
+        if item is not None and item.status == ItemStatus.FAILED:
+            return HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=f"no thumbnail: the analysis of this image failed: "
+                f"{item.error_message}. Fix the cause, then retry its job's failed "
+                f"items (POST /api/v1/admin/upload/jobs/{item.job_id}/retry)",
+            )
+        state = f" (item {item.id} is {item.status})" if item is not None else ""
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        detail=f"no thumbnail yet: it is made when the image is analysed{state}",
+    )

@@ -3,6 +3,8 @@
 ``inprocess`` runs jobs in this process: runner threads claim items and send
 the pixel work to a pool of processes, one per core, so the API stays
 responsive. ``none`` only records jobs, for ``python -m scripts.run_upload_job``.
+``celery`` only dispatches: one task per item to ``image-tagger worker``
+processes, on any number of machines (``image_tagger.jobs.celery_app``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import structlog
 from image_tagger.db import session_scope
 from image_tagger.jobs import service
 from image_tagger.jobs.pool import ComputePool
-from image_tagger.jobs.runner import run_upload_job
+from image_tagger.jobs.runner import owner_alive, run_upload_job
 from image_tagger.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -58,6 +60,9 @@ class RecordOnlyBackend:
 
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# A job recorded this recently and not started yet is left to the process that
+# recorded it (an ``ingest`` claims its first items within a moment).
+NEW_JOB_GRACE_SECONDS = 10.0
 
 
 class InProcessBackend:
@@ -129,13 +134,16 @@ class InProcessBackend:
             self._idle.notify_all()
 
     def sweep(self) -> None:
-        """Requeue items whose lease expired; dispatch jobs no runner here serves."""
+        """Requeue items whose lease expired; dispatch jobs that no runner, here
+        or in another live process (an ``ingest``, a worker), is working on."""
         with session_scope(write=True) as session:
             service.recover_expired_leases(
                 session, max_attempts=self.settings.max_attempts
             )
         with session_scope() as session:
-            waiting = service.jobs_with_pending_items(session)
+            waiting = service.unattended_jobs(
+                session, alive=owner_alive, grace_seconds=NEW_JOB_GRACE_SECONDS
+            )
         with self._lock:
             idle = [job_id for job_id in waiting if job_id not in self._active]
         for job_id in idle:
@@ -173,9 +181,55 @@ class InProcessBackend:
         }
 
 
+class CeleryBackend:
+    """The API sends one task per pending item; Celery workers run them.
+
+    Workers recover expired leases themselves, so this backend does nothing
+    but send tasks, after the job's commit.
+    """
+
+    name = "celery"
+
+    def __init__(self, settings: Settings) -> None:
+        from image_tagger.jobs.celery_app import create_celery_app
+
+        self.settings = settings
+        self.app = create_celery_app(settings)
+
+    def start(self) -> None:
+        pass
+
+    def dispatch(self, job_id: int) -> None:
+        from image_tagger.jobs.celery_app import pending_items, send_item_tasks
+
+        count = pending_items([job_id]).get(job_id, 0)
+        try:
+            send_item_tasks(self.app, job_id, count, queue=self.settings.celery_queue)
+        except Exception as exc:
+            # The job is committed: a worker's sweep sends its tasks later.
+            log.error("job.dispatch_failed", job_id=job_id, error=str(exc))
+            return
+        log.info("job.dispatched", job_id=job_id, tasks=count)
+
+    def shutdown(self) -> None:
+        self.app.close()
+
+    def health(self) -> dict:
+        from image_tagger.jobs.celery_app import broker_health
+
+        return {
+            "backend": self.name,
+            **broker_health(self.app, self.settings.celery_queue),
+        }
+
+
 def create_backend(settings: Settings) -> JobBackend:
     if settings.queue == "inprocess":
         return InProcessBackend(settings)
     if settings.queue == "none":
         return RecordOnlyBackend()
-    raise ValueError(settings.unavailable_queue())
+    if settings.queue == "celery":
+        if settings.unavailable_queue():
+            raise ValueError(settings.unavailable_queue())
+        return CeleryBackend(settings)
+    raise ValueError(f"unknown queue {settings.queue!r}")

@@ -210,14 +210,18 @@ def job_event_stream(
     _: AdminPrincipal,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """Server-sent events: ``item`` as each item is recorded, ``job`` when the
-    job's status or counters change, ``end`` when it is final (then it closes)."""
+    """Server-sent events: ``item`` for each item recorded (first every one
+    recorded so far, or those after ``Last-Event-ID``), ``job`` when the job's
+    status or counters change, ``end`` when it is final (then it closes)."""
     with session_scope() as session:
         if session.get(UploadJob, job_id) is None:
             raise _not_found(job_id)
-    since = parse_last_event_id(last_event_id) or utcnow()
     return StreamingResponse(
-        job_events(job_id, since=since, disconnected=request.is_disconnected),
+        job_events(
+            job_id,
+            since=parse_last_event_id(last_event_id),
+            disconnected=request.is_disconnected,
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

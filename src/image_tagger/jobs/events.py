@@ -6,7 +6,9 @@ every runner, in this process or another. Events:
 - ``item``: an item was recorded (``COMPLETED``, ``FAILED`` or ``CANCELLED``),
   with ``id``, ``image_id``, ``filename``, ``status``, ``error_message``,
   ``note``, ``seconds``, ``finished_at``; its SSE id is ``finished_at``, so a
-  client that reconnects with ``Last-Event-ID`` misses nothing.
+  client that reconnects with ``Last-Event-ID`` misses nothing. A client that
+  sends no ``Last-Event-ID`` first gets every item recorded so far (oldest
+  first, read ``REPLAY_PAGE`` at a time), so one stream tells the whole job.
 - ``job``: the job summary (with ETA), first at once, then whenever its
   status or counters change.
 - ``end``: the job is final; the stream closes after it.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import anyio
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from image_tagger.db import session_scope, utcnow
 from image_tagger.jobs import service
@@ -34,6 +36,7 @@ from image_tagger.jobs.models import UploadJobItem as Item
 from image_tagger.jobs.schemas import summarize
 
 POLL_SECONDS = 0.5
+REPLAY_PAGE = 500
 KEEPALIVE_SECONDS = 15.0
 # Items are looked for this far before the last one seen, so that one recorded
 # by a machine whose clock lags a little is still sent (each is sent once).
@@ -74,6 +77,28 @@ def _poll(job_id: int, since: datetime) -> _Poll | None:
         )
 
 
+def _recorded_after(job_id: int, after: tuple[datetime, int] | None) -> list[dict]:
+    """The next ``REPLAY_PAGE`` recorded items, in (finished_at, id) order."""
+    query = select(Item).where(
+        Item.job_id == job_id,
+        Item.status.in_(_RECORDED),
+        Item.finished_at.is_not(None),
+    )
+    if after is not None:
+        finished_at, item_id = after
+        query = query.where(
+            or_(
+                Item.finished_at > finished_at,
+                and_(Item.finished_at == finished_at, Item.id > item_id),
+            )
+        )
+    with session_scope() as session:
+        items = session.scalars(
+            query.order_by(Item.finished_at, Item.id).limit(REPLAY_PAGE)
+        ).all()
+        return [_item(item) for item in items]
+
+
 def _item(item: Item) -> dict:
     return {
         "id": item.id,
@@ -109,14 +134,29 @@ def parse_last_event_id(value: str | None) -> datetime | None:
 async def job_events(
     job_id: int,
     *,
-    since: datetime,
+    since: datetime | None,
     disconnected: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
     """The event stream of one job, until it is final or the client leaves.
 
-    Items recorded after ``since`` are sent (the connection's start, or the
-    ``Last-Event-ID`` of a client that reconnects).
+    Items recorded after ``since`` (the ``Last-Event-ID`` of a client that
+    reconnects) are sent; with no ``since``, every item recorded so far first.
     """
+    if since is None:
+        since = utcnow()
+        after = None
+        while not closing.is_set():
+            page = await anyio.to_thread.run_sync(_recorded_after, job_id, after)
+            if page:
+                yield "".join(
+                    format_event("item", item, event_id=item["finished_at"])
+                    for item in page
+                )
+                last = page[-1]
+                after = (datetime.fromisoformat(last["finished_at"]), last["id"])
+                since = max(since, after[0])
+            if len(page) < REPLAY_PAGE:
+                break
     floor = since
     sent: dict[int, datetime] = {}
     last_job: tuple | None = None

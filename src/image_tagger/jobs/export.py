@@ -3,14 +3,16 @@
 Both the export endpoint and ``image-tagger export`` build the table here and
 write it as CSV or Parquet. Each row is an item of the job (so each image of
 the job once); a file rejected at upload has a row too, with its reason and
-no image columns. Values come from the image's latest analysis.
+no image columns. Values come from the image's latest analysis. The columns
+(`COLUMNS`) and their types are fixed, whatever the job holds, so exports of
+different jobs line up: the file columns, every metric key in `METRIC_KEYS`
+order, then each VLM analyzer's status, reason, model and answer fields.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.jobs.models import UploadJobItem
+from image_tagger.science.compute import METRIC_KEYS
+from image_tagger.vlm.schemas import PATTERN_VOCABULARY, CognitiveRating, PatternRating
 
 ExportFormat = Literal["csv", "parquet"]
 
@@ -43,11 +47,44 @@ FIXED_COLUMNS: dict[str, pa.DataType] = {
 }
 
 
+#: The VLM analyzers exported, each with the fields of its answer in schema
+#: order: cognitive ratings by name, patterns as ``<pattern>.<field>``.
+VLM_FIELDS: dict[str, tuple[str, ...]] = {
+    "cognitive": tuple(CognitiveRating.model_fields),
+    "patterns": tuple(
+        f"{pattern}.{field}"
+        for pattern in PATTERN_VOCABULARY
+        for field in PatternRating.model_fields
+    ),
+}
+#: What every analyzer's outcome says besides its answer.
+VLM_OUTCOME_FIELDS = ("status", "reason", "model")
+
+
+def vlm_columns() -> dict[str, pa.DataType]:
+    """``vlm.<analyzer>.<field>`` columns, in a fixed order, with their types."""
+    columns: dict[str, pa.DataType] = {}
+    for analyzer, fields in VLM_FIELDS.items():
+        for field in VLM_OUTCOME_FIELDS:
+            columns[f"vlm.{analyzer}.{field}"] = pa.string()
+        for field in fields:
+            text = field.endswith("evidence")
+            columns[f"vlm.{analyzer}.{field}"] = pa.string() if text else pa.float64()
+    return columns
+
+
+#: Every column, in order: the same for every job, whatever its data.
+COLUMNS: dict[str, pa.DataType] = {
+    **FIXED_COLUMNS,
+    **{key: pa.float64() for key in METRIC_KEYS},
+    **vlm_columns(),
+}
+
+
 @dataclass
 class ExportTable:
     columns: list[str]
     rows: list[dict[str, Any]]
-    metric_columns: list[str]
 
 
 def build_table(session: Session, job_id: int) -> ExportTable:
@@ -63,22 +100,17 @@ def build_table(session: Session, job_id: int) -> ExportTable:
     )
 
     rows: list[dict[str, Any]] = []
-    metric_columns: dict[str, None] = {}
-    vlm_columns: dict[str, None] = {}
     for item, image in items:
         analysis = analyses.get(image.id) if image is not None else None
         row = _fixed_values(job_id, item, image, analysis)
         if analysis is not None:
-            for key, value in analysis.metrics.items():
-                metric_columns.setdefault(key)
-                row[key] = value
-            for key, value in flatten_vlm(analysis.vlm or {}).items():
-                vlm_columns.setdefault(key)
-                row[key] = value
+            row.update(
+                {key: analysis.metrics.get(key) for key in METRIC_KEYS},
+                **flatten_vlm(analysis.vlm or {}),
+            )
         rows.append(row)
 
-    columns = [*FIXED_COLUMNS, *metric_columns, *vlm_columns]
-    return ExportTable(columns=columns, rows=rows, metric_columns=list(metric_columns))
+    return ExportTable(columns=list(COLUMNS), rows=rows)
 
 
 def _latest_analyses(
@@ -120,49 +152,41 @@ def _fixed_values(
 
 
 def flatten_vlm(vlm: dict[str, Any]) -> dict[str, Any]:
-    """VLM results as ``vlm.<analyzer>.<field>`` columns.
+    """An analysis's VLM outcomes as the ``vlm.<analyzer>.<field>`` columns.
 
-    Each analyzer's own fields (``status``, ``reason``, ``model``...) become
-    columns, and its ``result`` is flattened below the analyzer's name:
-    ``vlm.cognitive.coherence``; a result nested under the analyzer's own name
-    is lifted, so ``patterns.result.patterns.prospect.presence`` becomes
-    ``vlm.patterns.prospect.presence``. Lists are written as JSON text.
+    Every column of `VLM_FIELDS` is present: the analyzer's ``status``,
+    ``reason`` and ``model``, then each field of its answer (``None`` when
+    the analyzer gave no answer, or no value for that field). The patterns
+    answer, stored as ``{"patterns": {name: {...}}}``, becomes
+    ``vlm.patterns.<name>.<field>``. Anything else stored is left out.
     """
     flat: dict[str, Any] = {}
-    for analyzer, entry in vlm.items():
-        prefix = f"vlm.{analyzer}"
-        if not isinstance(entry, dict):
-            flat[prefix] = _cell(entry)
-            continue
-        for key, value in entry.items():
-            if key != "result":
-                _flatten_into(flat, f"{prefix}.{key}", value)
+    for analyzer, fields in VLM_FIELDS.items():
+        entry = vlm.get(analyzer)
+        entry = entry if isinstance(entry, dict) else {}
+        for field in VLM_OUTCOME_FIELDS:
+            flat[f"vlm.{analyzer}.{field}"] = _text(entry.get(field))
         result = entry.get("result")
         if isinstance(result, dict) and set(result) == {analyzer}:
             result = result[analyzer]
-        if isinstance(result, dict):
-            for key, value in result.items():
-                name = f"{prefix}.{key}"
-                if name in flat:  # a result field named like a status field
-                    name = f"{prefix}.result.{key}"
-                _flatten_into(flat, name, value)
-        elif result is not None:
-            flat[f"{prefix}.result"] = _cell(result)
+        for field in fields:
+            flat[f"vlm.{analyzer}.{field}"] = _lookup(result, field)
     return flat
 
 
-def _flatten_into(flat: dict[str, Any], name: str, value: Any) -> None:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten_into(flat, f"{name}.{key}", inner)
-    else:
-        flat[name] = _cell(value)
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return json.dumps(value, ensure_ascii=False)
+def _lookup(result: Any, dotted: str) -> Any:
+    value = result
+    for key in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if isinstance(value, bool | dict | list):
+        return None
     return value
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def to_csv(table: ExportTable) -> bytes:
@@ -176,32 +200,29 @@ def to_csv(table: ExportTable) -> bytes:
 
 
 def to_parquet(table: ExportTable) -> bytes:
-    """Parquet: integers and metrics typed, VLM fields as their values' type."""
-    arrays = {}
-    metrics = set(table.metric_columns)
-    for column in table.columns:
-        values = [row.get(column) for row in table.rows]
-        if column in FIXED_COLUMNS:
-            arrays[column] = pa.array(values, type=FIXED_COLUMNS[column])
-        elif column in metrics:
-            arrays[column] = pa.array(values, type=pa.float64())
-        else:
-            arrays[column] = _vlm_array(values)
+    """Parquet with the types of `COLUMNS`, the same for every job."""
+    arrays = {
+        column: pa.array(
+            [_typed(row.get(column), COLUMNS[column]) for row in table.rows],
+            type=COLUMNS[column],
+        )
+        for column in table.columns
+    }
     buffer = io.BytesIO()
     pq.write_table(pa.table(arrays), buffer)
     return buffer.getvalue()
 
 
-def _vlm_array(values: list[Any]) -> pa.Array:
-    """One type for the column: numbers as doubles, anything mixed as text."""
-    present = [value for value in values if value is not None]
-    if not present:
-        return pa.array(values, type=pa.string())
-    if all(isinstance(v, bool) for v in present):
-        return pa.array(values, type=pa.bool_())
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-        return pa.array(values, type=pa.float64())
-    return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+def _typed(value: Any, kind: pa.DataType) -> Any:
+    """A value as its column's type: a model's text where a number belongs is
+    left out rather than failing the export."""
+    if value is None:
+        return None
+    if kind == pa.float64():
+        return float(value) if isinstance(value, int | float) else None
+    if kind == pa.string():
+        return str(value)
+    return value
 
 
 def render(table: ExportTable, export_format: ExportFormat) -> bytes:

@@ -2,7 +2,9 @@
 
 Built on pebble's process pool, which can end one stuck or crashed task by
 replacing only the process that ran it: a hostile image that takes forever is
-stopped after ``IMAGE_TAGGER_ITEM_TIMEOUT_SECONDS`` and fails alone.
+stopped after ``IMAGE_TAGGER_ITEM_TIMEOUT_SECONDS`` and fails alone. When a
+process dies while idle (the OOM killer, a stray ``kill``), pebble gives up on
+the whole pool; ``ComputePool`` then starts a new one for the next task.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import threading
 import time
 from concurrent.futures import Future
 
+import structlog
 from pebble import ProcessPool
+
+log = structlog.get_logger(__name__)
 
 
 def _init_analysis_process(max_pixels: int) -> None:
@@ -54,13 +59,19 @@ class ComputePool:
         self, processes: int, *, max_pixels: int, timeout_seconds: float
     ) -> None:
         self.processes = processes
+        self.max_pixels = max_pixels
         self.timeout_seconds = timeout_seconds
+        self.restarts = 0
         self._in_flight: set[Future] = set()
         self._lock = threading.Lock()
-        self._pool = ProcessPool(
-            max_workers=processes,
+        self._stopped = False
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPool:
+        return ProcessPool(
+            max_workers=self.processes,
             initializer=_init_analysis_process,
-            initargs=(max_pixels,),
+            initargs=(self.max_pixels,),
             context=multiprocessing.get_context("spawn"),
         )
 
@@ -70,11 +81,36 @@ class ComputePool:
             self._pool.schedule(_ready)
 
     def submit(self, fn, /, *args) -> Future:
-        future = self._pool.schedule(fn, args=args, timeout=self.timeout_seconds)
         with self._lock:
+            try:
+                future = self._pool.schedule(
+                    fn, args=args, timeout=self.timeout_seconds
+                )
+            except RuntimeError:
+                # pebble refuses every task once its pool is broken; a stopped
+                # ComputePool refuses too.
+                if self._stopped:
+                    raise
+                self._restart()
+                future = self._pool.schedule(
+                    fn, args=args, timeout=self.timeout_seconds
+                )
             self._in_flight.add(future)
         future.add_done_callback(self._forget)
         return future
+
+    def _restart(self) -> None:
+        """Replace a pool pebble gave up on (called with the lock held)."""
+        broken, self._pool = self._pool, self._new_pool()
+        self.restarts += 1
+        log.warning(
+            "pool.restarted",
+            restarts=self.restarts,
+            detail="an analysis process ended while idle and the process pool "
+            "stopped; a new pool took its place",
+        )
+        broken.stop()
+        threading.Thread(target=broken.join, name="pool-reaper", daemon=True).start()
 
     def _forget(self, future: Future) -> None:
         with self._lock:
@@ -83,6 +119,7 @@ class ComputePool:
     def shutdown(self) -> None:
         """Stop now: tasks in flight are cancelled (CancelledError), workers end."""
         with self._lock:
+            self._stopped = True
             in_flight = list(self._in_flight)
         for future in in_flight:
             future.cancel()

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import CancelledError, Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,6 +54,23 @@ class LeaseLost(Exception):
 def new_owner() -> str:
     """A name for one runner, unique across machines and processes."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False when ``owner`` (from `new_owner`) ran in a process of this machine
+    that has ended; True otherwise (another machine's runner is trusted until
+    its lease expires)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_upload_job(
@@ -125,6 +143,46 @@ def run_upload_job(
         status = service.job_status(session, job_id)
     log.debug("runner.done", job_id=job_id, owner=owner, items=processed, status=status)
     return RunOutcome(job_id=job_id, status=status, items_recorded=processed)
+
+
+def process_one_item(
+    job_id: int,
+    *,
+    executor: Executor | None = None,
+    stop: threading.Event | None = None,
+    settings: Settings | None = None,
+) -> int | None:
+    """Claim and process at most one pending item of the job; its id, or None.
+
+    The unit of work of a distributed queue: one task per item, each taking
+    whichever item is next. A task delivered twice, or one more task than
+    items, finds nothing to claim and returns None.
+    """
+    settings = settings or get_settings()
+    pipeline = SciencePipeline(
+        config=SciencePipelineConfig(enable_all=True),
+        executor=executor,
+        settings=settings,
+        stop=stop or threading.Event(),
+    )
+    owner = new_owner()
+    started = time.perf_counter()
+    with session_scope(write=True) as session:
+        work = _claim(
+            session,
+            job_id,
+            owner=owner,
+            pipeline=pipeline,
+            settings=settings,
+            first=True,
+        )
+    if work is None:
+        return None
+
+    _process_item(
+        work, owner=owner, pipeline=pipeline, settings=settings, started=started
+    )
+    return work.item_id
 
 
 def _settled(job_id: int) -> bool:
@@ -258,6 +316,10 @@ def _process_item(
     except CancelledError:
         _release(item_id, job_id, owner=owner, reason="the service stopped; retrying")
         return
+    except BrokenProcessPool:
+        reason = "the analysis processes were restarted; retrying"
+        _release(item_id, job_id, owner=owner, reason=reason)
+        return
     except Exception as exc:
         log.exception("item.error", job_id=job_id, item_id=item_id)
         _retry_or_fail(
@@ -324,16 +386,19 @@ def _after_earlier_claims(
 
 
 def _vlm_note(result: PipelineResult) -> str | None:
-    """A line for the item when a VLM analyzer did not give a result."""
-    problems: dict[tuple[str, str], list[str]] = {}
-    for name, outcome in result.vlm.items():
+    """A line for the item when a VLM analyzer did not give a result (and
+    whether its earlier result was kept)."""
+    problems: dict[tuple[str, str, bool], list[str]] = {}
+    outcomes = {**result.vlm, **result.vlm_kept}
+    for name, outcome in outcomes.items():
         if outcome["status"] != "ok":
-            key = (outcome["status"], outcome["reason"])
+            key = (outcome["status"], outcome["reason"], name in result.vlm_kept)
             problems.setdefault(key, []).append(name)
     return (
         "; ".join(
             f"VLM {', '.join(names)} {status}: {reason}"
-            for (status, reason), names in problems.items()
+            + ("; the earlier ok result was kept" if kept else "")
+            for (status, reason, kept), names in problems.items()
         )
         or None
     )
@@ -378,8 +443,11 @@ def _fail(
 
 
 def _release(item_id: int, job_id: int, *, owner: str, reason: str) -> None:
+    """Back to pending, not counted as an attempt: the item was not at fault."""
     with session_scope(write=True) as session:
-        service.release_item(session, item_id, owner=owner, reason=reason)
+        service.release_item(
+            session, item_id, owner=owner, reason=reason, refund_attempt=True
+        )
     log.info("item.released", job_id=job_id, item_id=item_id, reason=reason)
 
 

@@ -9,6 +9,7 @@ once, by whoever records its last item.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -160,8 +161,20 @@ def fail_item(
     return finished
 
 
-def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> bool:
-    """Give a running item back to the queue for another attempt."""
+def release_item(
+    session: Session,
+    item_id: int,
+    *,
+    owner: str,
+    reason: str,
+    refund_attempt: bool = False,
+) -> bool:
+    """Give a running item back to the queue for another attempt.
+
+    With ``refund_attempt``, the attempt does not count against
+    ``max_attempts``: the item was stopped for a reason not its own (the
+    service stopped, the analysis processes were restarted).
+    """
     result = session.execute(
         update(ITEMS)
         .where(*_held_by(item_id, owner))
@@ -170,6 +183,7 @@ def release_item(session: Session, item_id: int, *, owner: str, reason: str) -> 
             lease_owner=None,
             lease_expires_at=None,
             error_message=reason,
+            attempts=I.attempts - 1 if refund_attempt else I.attempts,
         )
     )
     return result.rowcount == 1
@@ -347,6 +361,60 @@ def jobs_with_pending_items(session: Session) -> list[int]:
         .order_by(I.job_id)
     )
     return list(session.scalars(query))
+
+
+def unattended_jobs(
+    session: Session, *, alive: Callable[[str], bool], grace_seconds: float
+) -> list[int]:
+    """Jobs with pending items that no runner anywhere is working on.
+
+    A job is served while one of its items is held under an unexpired lease by
+    an owner that ``alive`` says still runs, and while it is new and not yet
+    started (recorded less than ``grace_seconds`` ago: the process that
+    recorded it is about to claim its first items).
+    """
+    waiting = jobs_with_pending_items(session)
+    if not waiting:
+        return []
+
+    now = utcnow()
+    held = session.execute(
+        select(I.job_id, I.lease_owner).where(
+            I.job_id.in_(waiting),
+            I.status == ItemStatus.RUNNING,
+            I.lease_expires_at >= now,
+        )
+    ).all()
+    served = {job_id for job_id, owner in held if owner and alive(owner)}
+    new = session.scalars(
+        select(J.id).where(
+            J.id.in_(waiting),
+            J.status == JobStatus.PENDING,
+            J.updated_at > now - timedelta(seconds=grace_seconds),
+        )
+    )
+    served.update(new)
+
+    return [job_id for job_id in waiting if job_id not in served]
+
+
+def pending_item_counts(
+    session: Session, job_ids: Iterable[int] | None = None
+) -> dict[int, int]:
+    """Pending items per unfinished job (of ``job_ids``, or of every job)."""
+    query = (
+        select(I.job_id, func.count())
+        .join(JOBS, J.id == I.job_id)
+        .where(
+            I.status == ItemStatus.PENDING,
+            J.status.not_in(list(FINAL_JOB_STATUSES)),
+        )
+        .group_by(I.job_id)
+        .order_by(I.job_id)
+    )
+    if job_ids is not None:
+        query = query.where(I.job_id.in_(list(job_ids)))
+    return {job_id: count for job_id, count in session.execute(query).all()}
 
 
 def job_status(session: Session, job_id: int) -> str | None:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+
+from image_tagger.db import get_engine
 
 HERE = Path(__file__).resolve().parent
 
@@ -19,6 +22,29 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+# Any constant shared by every process of the service: the advisory lock key.
+MIGRATION_LOCK_KEY = 0x1A6E7A66
+
+
 def upgrade_database(url: str | None = None) -> None:
-    """Bring the database at ``url`` (default: the configured one) up to date."""
-    command.upgrade(alembic_config(url), "head")
+    """Bring the database at ``url`` (default: the configured one) up to date.
+
+    On PostgreSQL, processes starting together (an API and its workers) take
+    turns through an advisory lock; SQLite's write lock does the same there.
+    """
+    config = alembic_config(url)
+    engine = get_engine(config.get_main_option("sqlalchemy.url"))
+    if engine.dialect.name != "postgresql":
+        command.upgrade(config, "head")
+        return
+    with engine.connect() as connection:
+        connection.execute(
+            text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+        )
+        try:
+            command.upgrade(config, "head")
+        finally:
+            connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+            connection.commit()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from PIL import Image as PILImage
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -36,9 +37,10 @@ from image_tagger.science.compute import (
 )
 from image_tagger.settings import Settings, get_settings
 from image_tagger.vlm.analyzers import (
-    NOT_CONFIGURED,
     VLM_IMAGE_QUALITY,
     failed,
+    keep_paid,
+    not_configured,
     skipped,
 )
 
@@ -74,6 +76,9 @@ class PipelineResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     metric_notes: dict[str, str] = field(default_factory=dict)
     vlm: dict[str, Any] = field(default_factory=dict)
+    #: This run's outcomes (skipped or error) of the analyzers whose stored
+    #: ``ok`` result was kept instead, by analyzer.
+    vlm_kept: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -181,7 +186,8 @@ class SciencePipeline:
         The VLM calls are written to the ledger (for ``image_id`` and
         ``job_id``) as they are made: they were paid whatever happens next.
         Of ``stored_vlm`` (an earlier analysis's VLM outcomes), those that are
-        ``ok`` for the configured model are kept, not asked again.
+        ``ok`` for the configured model are kept, not asked again; an ``ok``
+        one of any model is kept when this run gives no ``ok`` result instead.
         """
         started = time.perf_counter()
         result = PipelineResult()
@@ -207,7 +213,10 @@ class SciencePipeline:
             kept = vlm.reusable(stored_vlm)
             result.vlm = _analyze_or_error(vlm, jpeg, context, kept)
         elif self.config.run_vlm:
-            result.vlm = skipped(NOT_CONFIGURED)
+            result.vlm = skipped(not_configured(self.settings))
+        fresh = result.vlm
+        result.vlm, kept = keep_paid(stored_vlm, fresh)
+        result.vlm_kept = {name: fresh[name] for name in kept}
 
         result.seconds = time.perf_counter() - started
         return result
@@ -227,16 +236,19 @@ class SciencePipeline:
             self.executor.submit(decode_for_thumbnail, path, thumbnail).result()
 
     def store(self, image_id: int, result: PipelineResult) -> int:
-        """Record ``result`` for the image; the same version replaces, never adds.
+        """Record ``result`` for the image; the same version replaces, never adds,
+        and keeps the stored ``ok`` VLM results that ``result`` has no ``ok``
+        result for.
 
         Returns the id of the analysis row.
         """
         db = self._require_db()
+        vlm, _kept = keep_paid(self.stored_vlm(image_id), result.vlm)
         values = {
             "parameters": self.parameters,
             "metrics": result.metrics,
             "metric_notes": result.metric_notes,
-            "vlm": result.vlm,
+            "vlm": vlm,
             "seconds": round(result.seconds, 4),
             "updated_at": utcnow(),
         }
@@ -255,18 +267,37 @@ class SciencePipeline:
             ).returning(ImageAnalysis.id)
         )
 
+    def stored_vlm(self, image_id: int) -> dict[str, Any] | None:
+        """The VLM outcomes stored on the image's analysis by this version."""
+        return self._require_db().scalar(
+            select(ImageAnalysis.vlm).where(
+                ImageAnalysis.image_id == image_id,
+                ImageAnalysis.pipeline_version == self.version,
+            )
+        )
+
     def analyze(self, image: Image) -> ImageAnalysis:
-        """Compute and store every enabled analyzer for ``image``."""
-        data_dir = self.settings.data_dir
+        """Compute and store every enabled analyzer for ``image``; its stored
+        ``ok`` VLM results of the configured model are not asked again.
+
+        When VLM calls are to be made, the session's transaction is committed
+        before them: each call writes the ledger in a transaction of its own,
+        and SQLite cannot write from a transaction begun before those writes.
+        The result is then stored in a new transaction of the session.
+        """
+        db = self._require_db()
+        data_dir, image_id = self.settings.data_dir, image.id
+        path = data_dir / image.storage_path
+        thumbnail = thumbnail_path(data_dir, image.sha256)
+        stored_vlm = self.stored_vlm(image_id)
+        if self.vlm is not None and not self.vlm.complete(stored_vlm):
+            db.commit()
+
         result = self.compute(
-            data_dir / image.storage_path,
-            thumbnail=thumbnail_path(data_dir, image.sha256),
-            image_id=image.id,
+            path, thumbnail=thumbnail, image_id=image_id, stored_vlm=stored_vlm
         )
-        analysis_id = self.store(image.id, result)
-        return self._require_db().get(
-            ImageAnalysis, analysis_id, populate_existing=True
-        )
+        analysis_id = self.store(image_id, result)
+        return db.get(ImageAnalysis, analysis_id, populate_existing=True)
 
     def _require_db(self) -> Session:
         if self.db is None:

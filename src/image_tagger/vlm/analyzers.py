@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from image_tagger.settings import Settings
 from image_tagger.vlm.schemas import (
     PATTERN_VOCABULARY,
     AnalyzerOutcome,
@@ -30,6 +31,29 @@ NOT_CONFIGURED = (
     "no VLM provider is configured: set IMAGE_TAGGER_VLM_MODEL and "
     "IMAGE_TAGGER_VLM_BASE_URL (and IMAGE_TAGGER_VLM_API_KEY if it needs one)"
 )
+
+
+def not_configured(settings: Settings) -> str:
+    """Why no VLM provider is configured, naming exactly the settings missing."""
+    if not settings.vlm_model and not (settings.vlm_base_url or settings.vlm_api_key):
+        return NOT_CONFIGURED
+    if not settings.vlm_model:
+        given = (
+            "IMAGE_TAGGER_VLM_BASE_URL"
+            if settings.vlm_base_url
+            else "IMAGE_TAGGER_VLM_API_KEY"
+        )
+        return (
+            f"no VLM provider is configured: {given} is set but "
+            "IMAGE_TAGGER_VLM_MODEL is not; set it to the id of a model that "
+            "accepts images (e.g. gpt-4o-mini)"
+        )
+    return (
+        "no VLM provider is configured: IMAGE_TAGGER_VLM_MODEL is set but "
+        "IMAGE_TAGGER_VLM_BASE_URL is not; set it to the provider's URL (e.g. "
+        "http://localhost:11434/v1), or set only IMAGE_TAGGER_VLM_API_KEY to use "
+        "OpenAI"
+    )
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,25 @@ def skipped(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:
     """Every analyzer skipped for ``reason``, as stored on an analysis."""
     outcome = AnalyzerOutcome(status="skipped", reason=reason, model=model)
     return {analyzer.name: outcome.model_dump() for analyzer in ANALYZERS}
+
+
+def keep_paid(
+    stored: dict[str, Any] | None, fresh: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``fresh`` outcomes, except that a stored ``ok`` result (already paid for)
+    is never replaced by a ``skipped`` or ``error`` one: only a new ``ok`` result
+    replaces it. Returns the outcomes to store and the analyzers kept."""
+    merged, kept = dict(fresh), []
+    for name, outcome in fresh.items():
+        earlier = (stored or {}).get(name)
+        if outcome.get("status") != "ok" and _is_ok(earlier):
+            merged[name] = earlier
+            kept.append(name)
+    return merged, kept
+
+
+def _is_ok(outcome: Any) -> bool:
+    return isinstance(outcome, dict) and outcome.get("status") == "ok"
 
 
 def failed(reason: str, model: str | None = None) -> dict[str, dict[str, Any]]:

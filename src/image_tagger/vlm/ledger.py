@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from image_tagger.db import session_scope, utcnow
@@ -19,9 +19,14 @@ from image_tagger.vlm.schemas import (
     ToolCost,
 )
 
-#: Input tokens assumed for a call's budget reservation before any call of the
-#: model has reported its usage (a 1024 px image and the prompt, generously).
+#: Input tokens assumed for a call's budget reservation before any call of its
+#: analyzer and model has reported its usage (a 1024 px image and the prompt,
+#: generously); the output is assumed to reach IMAGE_TAGGER_VLM_MAX_OUTPUT_TOKENS.
 DEFAULT_INPUT_TOKENS_ESTIMATE = 4000
+
+#: A reservation is the most tokens among this many latest calls of the same
+#: analyzer and model, priced at the current price.
+ESTIMATE_FROM_CALLS = 100
 
 # Outcomes of a call, as the ledger records them.
 OK = "ok"
@@ -76,13 +81,26 @@ def spent_usd() -> Decimal:
     return Decimal(total or 0)
 
 
-def input_tokens_estimate(model: str) -> int:
-    """The most input tokens a call to ``model`` has used, or a default guess."""
-    with session_scope() as session:
-        most = session.scalar(
-            select(func.max(ToolUsage.input_tokens)).where(ToolUsage.model == model)
+def tokens_estimate(tool: str, model: str) -> tuple[int, int] | None:
+    """The most input and output tokens among the latest calls of ``tool`` to
+    ``model`` that reported their usage; None before the first such call."""
+    latest = (
+        select(ToolUsage.input_tokens, ToolUsage.output_tokens)
+        .where(
+            ToolUsage.tool == tool,
+            ToolUsage.model == model,
+            ToolUsage.input_tokens.is_not(None),
+            ToolUsage.output_tokens.is_not(None),
         )
-    return int(most) if most else DEFAULT_INPUT_TOKENS_ESTIMATE
+        .order_by(ToolUsage.id.desc())
+        .limit(ESTIMATE_FROM_CALLS)
+        .subquery()
+    )
+    with session_scope() as session:
+        most_in, most_out = session.execute(
+            select(func.max(latest.c.input_tokens), func.max(latest.c.output_tokens))
+        ).one()
+    return None if most_in is None else (int(most_in), int(most_out))
 
 
 def cost_report(
@@ -96,7 +114,7 @@ def cost_report(
     """Totals by day (the last ``days``), by model and by analyzer, the budget,
     and the ``recent`` latest calls."""
     spent = Decimal(session.scalar(select(func.sum(ToolUsage.cost_usd))) or 0)
-    unpriced = session.scalar(select(func.count()).where(ToolUsage.cost_usd.is_(None)))
+    unpriced, no_usage = session.execute(select(*_sums()[-2:])).one()
     remaining = None
     if budget_usd is not None:
         remaining = max(Decimal(str(budget_usd)) - spent - reserved_usd, Decimal(0))
@@ -106,7 +124,8 @@ def cost_report(
         spent_usd=float(spent),
         reserved_usd=float(reserved_usd),
         remaining_usd=None if remaining is None else float(remaining),
-        unpriced_calls=unpriced,
+        unpriced_calls=unpriced or 0,
+        no_usage_calls=no_usage or 0,
         by_day=_by_day(session, days),
         by_model=[
             ModelCost(provider=provider, model=model, **totals)
@@ -123,11 +142,16 @@ def cost_report(
 
 
 def _sums() -> tuple:
+    """Calls, tokens, the known costs' sum (NULL when none is known), the
+    calls without a cost, and those of them without usage."""
+    calls = func.count()
     return (
-        func.count(),
+        calls,
         func.coalesce(func.sum(ToolUsage.input_tokens), 0),
         func.coalesce(func.sum(ToolUsage.output_tokens), 0),
-        func.coalesce(func.sum(ToolUsage.cost_usd), 0),
+        func.sum(ToolUsage.cost_usd),
+        calls - func.count(ToolUsage.cost_usd),
+        func.sum(case((ToolUsage.input_tokens.is_(None), 1), else_=0)),
     )
 
 
@@ -140,12 +164,14 @@ def _totals(session: Session, *keys) -> list[tuple[tuple, dict]]:
 
 
 def _counts(row) -> dict:
-    calls, input_tokens, output_tokens, cost = row
+    calls, input_tokens, output_tokens, cost, unpriced, no_usage = row
     return {
         "calls": calls,
         "input_tokens": int(input_tokens),
         "output_tokens": int(output_tokens),
-        "cost_usd": float(cost),
+        "cost_usd": None if cost is None else float(cost),
+        "unpriced_calls": int(unpriced),
+        "no_usage_calls": int(no_usage or 0),
     }
 
 

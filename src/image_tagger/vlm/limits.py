@@ -71,24 +71,41 @@ class Budget:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._reserved = Decimal(0)
 
     @property
     def reserved(self) -> Decimal:
-        with self._lock:
+        with self._changed:
             return self._reserved
 
     def reserve(
-        self, estimate: Decimal, *, limit: Decimal, spent: Callable[[], Decimal]
+        self,
+        estimate: Decimal,
+        *,
+        limit: Decimal,
+        spent: Callable[[], Decimal],
+        stop: threading.Event | None = None,
     ) -> Reservation | None:
-        """Reserve ``estimate``; None when it does not fit under ``limit``."""
-        with self._lock:
-            if spent() + self._reserved + estimate > limit:
-                return None
-            self._reserved += estimate
-            return Reservation(estimate)
+        """Reserve ``estimate``; None when it does not fit under ``limit``.
+
+        With ``stop``, a call that would fit once the calls in flight have
+        ended waits for them (until ``stop`` is set: `Stopped`), since their
+        reservations are often more than they cost; without, it is refused.
+        """
+        with self._changed:
+            while True:
+                used = spent()
+                if used + self._reserved + estimate <= limit:
+                    self._reserved += estimate
+                    return Reservation(estimate)
+                if stop is None or not self._reserved or used + estimate > limit:
+                    return None
+                self._changed.wait(timeout=0.25)
+                if stop.is_set():
+                    raise Stopped
 
     def release(self, reservation: Reservation) -> None:
-        with self._lock:
+        with self._changed:
             self._reserved -= reservation.amount
+            self._changed.notify_all()

@@ -76,29 +76,36 @@ class AnalyzerOutcome(BaseModel):
     result: dict[str, Any] | None = None
 
 
-class DayCost(BaseModel):
-    day: str
+class CallTotals(BaseModel):
+    """A group of calls: how many, their tokens, and what they cost."""
+
     calls: int
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None = Field(
+        description="the sum of the known costs; null when no call of the group "
+        "has one (an unknown price is null, never zero)"
+    )
+    unpriced_calls: int = Field(
+        description="calls of the group without a known cost, not in cost_usd"
+    )
+    no_usage_calls: int = Field(
+        description="of the unpriced calls, those that reported no usage: failed "
+        "before an answer (a connection error, a timeout, a 429 or 5xx)"
+    )
 
 
-class ModelCost(BaseModel):
+class DayCost(CallTotals):
+    day: str
+
+
+class ModelCost(CallTotals):
     provider: str
     model: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
 
 
-class ToolCost(BaseModel):
+class ToolCost(CallTotals):
     tool: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
 
 
 class CallOut(BaseModel):
@@ -125,6 +132,9 @@ class CostsOut(BaseModel):
     remaining_usd: float | None
     unpriced_calls: int = Field(
         description="calls whose cost is unknown (price unknown, or no usage reported)"
+    )
+    no_usage_calls: int = Field(
+        description="of the unpriced calls, those that reported no usage"
     )
     by_day: list[DayCost]
     by_model: list[ModelCost]

@@ -1,9 +1,9 @@
 """Asking the configured VLM provider: one client and one set of limits per process.
 
-Every analyzer call goes through `VlmService.run`: the budget is checked with
-the cost of the calls in flight reserved, then the call waits for a
-concurrency slot and the requests-per-minute limit, and its outcome is written
-to the ledger. Timeouts, 429 (after its Retry-After) and 5xx are retried with
+Every analyzer call goes through `VlmService.run`: the call waits for a
+concurrency slot, the budget is checked with the cost of the calls in flight
+reserved, the call waits for the requests-per-minute limit, and its outcome is
+written to the ledger. Timeouts, 429 (after its Retry-After) and 5xx are retried with
 backoff, within a bounded number of attempts and a bounded total time; an
 answer that does not validate is asked for once more.
 """
@@ -37,6 +37,9 @@ from image_tagger.vlm.pricing import base_url, call_cost, provider_name
 from image_tagger.vlm.schemas import AnalyzerOutcome
 
 log = structlog.get_logger(__name__)
+
+#: An attempt that was not made: the budget refused it (never in the ledger).
+_SKIPPED = "skipped"
 
 
 @dataclass
@@ -154,16 +157,11 @@ class VlmService:
         request = self._request(analyzer, jpeg)
         attempts = invalid = 0
         while True:
-            reservation, refusal = self._reserve()
-            if refusal:
+            attempt = self._attempt(analyzer, request, tool, context)
+            if attempt.outcome == _SKIPPED:
                 return AnalyzerOutcome(
-                    status="skipped", reason=refusal, model=self.model
+                    status="skipped", reason=attempt.reason, model=self.model
                 )
-            try:
-                attempt = self._attempt(analyzer, request, tool, context)
-            finally:
-                if reservation is not None:
-                    self.budget.release(reservation)
             attempts += 1
 
             if attempt.outcome == ledger.OK:
@@ -176,7 +174,8 @@ class VlmService:
                 continue
             if attempt.outcome == ledger.INVALID:
                 return self._error(
-                    f"the answer did not match the schema twice: {attempt.reason}"
+                    "the answer did not match the schema twice: "
+                    f"{_clause(attempt.reason)}"
                 )
             if not attempt.retryable:
                 return self._error(attempt.reason)
@@ -184,12 +183,13 @@ class VlmService:
             wait = self._backoff(attempts, attempt.retry_after)
             if attempts >= settings.vlm_max_attempts:
                 return self._error(
-                    f"{attempt.reason}; gave up after {attempts} attempts "
+                    f"{_clause(attempt.reason)}; gave up after {attempts} attempts "
                     "(IMAGE_TAGGER_VLM_MAX_ATTEMPTS)"
                 )
             if time.monotonic() + wait > deadline:
                 return self._error(
-                    f"{attempt.reason}; gave up after {attempts} attempts: the next "
+                    f"{_clause(attempt.reason)}; gave up after {attempts} attempts: "
+                    "the next "
                     f"one (in {wait:.3g} s) would pass "
                     f"{settings.vlm_retry_total_seconds:g} s "
                     "(IMAGE_TAGGER_VLM_RETRY_TOTAL_SECONDS)"
@@ -207,17 +207,12 @@ class VlmService:
         base = self.settings.vlm_backoff_seconds * 2 ** (attempts - 1)
         return base * random.uniform(0.5, 1.0)
 
-    def _reserve(self):
+    def _reserve(self, tool: str, stop: threading.Event):
         """(reservation, None) when the call may start, (None, why) when not."""
         limit = self.settings.vlm_budget_usd
         if limit is None:
             return None, None
-        estimate = call_cost(
-            self.settings,
-            self.model,
-            input_tokens=ledger.input_tokens_estimate(self.model),
-            output_tokens=self.settings.vlm_max_output_tokens,
-        )
+        estimate, observed = self._estimate(tool)
         if estimate is None:
             return None, (
                 f"the price of {self.model} at {self.provider} is unknown, so the "
@@ -226,16 +221,43 @@ class VlmService:
                 "IMAGE_TAGGER_VLM_PRICE_OUTPUT_PER_MTOK_USD (or IMAGE_TAGGER_VLM_"
                 "PROVIDER), or unset IMAGE_TAGGER_VLM_BUDGET_USD"
             )
-        reservation = self.budget.reserve(
-            estimate, limit=Decimal(str(limit)), spent=ledger.spent_usd
-        )
+
+        options = {
+            "limit": Decimal(str(limit)),
+            "spent": ledger.spent_usd,
+            "stop": stop,
+        }
+        reservation = self.budget.reserve(estimate, **options)
+        if reservation is None and not observed:
+            # The worst case was refused; the first calls may have ended since.
+            estimate, observed = self._estimate(tool)
+            if observed:
+                reservation = self.budget.reserve(estimate, **options)
         if reservation is None:
-            return None, (
-                f"budget reached: ${float(ledger.spent_usd()):.4f} spent of "
-                f"${limit:g} (IMAGE_TAGGER_VLM_BUDGET_USD), with calls in flight "
-                "reserved"
+            return None, _budget_reached(
+                spent=ledger.spent_usd(),
+                reserved=self.budget.reserved,
+                estimate=estimate,
+                limit=limit,
             )
         return reservation, None
+
+    def _estimate(self, tool: str) -> tuple[Decimal | None, bool]:
+        """What a call of ``tool`` may cost, and whether that is observed: the
+        most tokens the latest calls of ``tool`` to this model used, at the
+        current price; before any, the worst case."""
+        observed = ledger.tokens_estimate(tool, self.model)
+        input_tokens, output_tokens = observed or (
+            ledger.DEFAULT_INPUT_TOKENS_ESTIMATE,
+            self.settings.vlm_max_output_tokens,
+        )
+        estimate = call_cost(
+            self.settings,
+            self.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+        return estimate, observed is not None
 
     def _request(self, analyzer: Analyzer, jpeg: bytes) -> dict[str, Any]:
         image_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
@@ -262,17 +284,38 @@ class VlmService:
         tool: str,
         context: CallContext,
     ) -> _Attempt:
-        """One request within the limits; its ledger row is written before return."""
+        """One request within the limits, or a budget refusal (outcome
+        ``_SKIPPED``). The budget is reserved once a concurrency slot is held,
+        and both are kept until the call's ledger row is written: the calls in
+        flight are never more than the slots."""
         while not self.slots.acquire(timeout=0.5):
             if context.stop.is_set():
                 raise Stopped
         try:
-            self.limiter.acquire(context.stop)
-            started = time.perf_counter()
-            attempt, completion = self._send(request)
-            latency_ms = (time.perf_counter() - started) * 1000
+            reservation, refusal = self._reserve(tool, context.stop)
+            if refusal:
+                return _Attempt(_SKIPPED, refusal)
+            try:
+                return self._request_and_record(analyzer, request, tool, context)
+            finally:
+                if reservation is not None:
+                    self.budget.release(reservation)
         finally:
             self.slots.release()
+
+    def _request_and_record(
+        self,
+        analyzer: Analyzer,
+        request: dict[str, Any],
+        tool: str,
+        context: CallContext,
+    ) -> _Attempt:
+        """One request after the rate limit; its ledger row is written before
+        return."""
+        self.limiter.acquire(context.stop)
+        started = time.perf_counter()
+        attempt, completion = self._send(request)
+        latency_ms = (time.perf_counter() - started) * 1000
 
         usage = getattr(completion, "usage", None)
         input_tokens = getattr(usage, "prompt_tokens", None)
@@ -355,6 +398,28 @@ def _validated(analyzer: Analyzer, completion) -> _Attempt:
             detail += " (the answer was cut at IMAGE_TAGGER_VLM_MAX_OUTPUT_TOKENS)"
         return _Attempt(ledger.INVALID, detail)
     return _Attempt(ledger.OK, result=answer.model_dump())
+
+
+def _budget_reached(
+    *, spent: Decimal, reserved: Decimal, estimate: Decimal, limit: float
+) -> str:
+    return (
+        f"budget reached: {_usd(spent)} spent and {_usd(reserved)} reserved for "
+        f"calls in flight, of the {_usd(limit)} budget "
+        f"(IMAGE_TAGGER_VLM_BUDGET_USD); this call needs about {_usd(estimate)}. "
+        "To rate the skipped images, raise IMAGE_TAGGER_VLM_BUDGET_USD, then "
+        "upload them again or run `image-tagger reanalyze --all`: only their "
+        "missing ratings are asked for"
+    )
+
+
+def _clause(reason: str | None) -> str:
+    """A reason to go on after with "; ...": without its closing full stop."""
+    return (reason or "").rstrip().rstrip(".")
+
+
+def _usd(amount: Decimal | float) -> str:
+    return f"${float(amount):.6g}"
 
 
 def _message(exc: openai.APIStatusError) -> str:

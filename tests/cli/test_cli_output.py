@@ -1,0 +1,140 @@
+"""What the commands print: help, the results table, analyze's verdicts, tokens."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, child_env, jpeg_bytes
+
+from image_tagger.vlm.analyzers import NOT_CONFIGURED
+
+COMMANDS = [
+    (),
+    ("serve",),
+    ("migrate",),
+    ("ingest",),
+    ("analyze",),
+    ("reanalyze",),
+    ("export",),
+    ("token",),
+    ("token", "create"),
+    ("token", "list"),
+    ("token", "revoke"),
+    ("vlm",),
+    ("vlm", "check"),
+]
+
+
+def _cli(data_dir, *args: str, columns: int = 200, **env: str):
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "image-tagger"), *args],
+        env=child_env(data_dir, COLUMNS=str(columns), **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_names_arguments_by_their_metavar_without_type_tags(data_dir, command):
+    result = _cli(data_dir, *command, "--help", columns=100)
+
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "Usage: image-tagger" in text
+    # No typer type tags, braces or 64-bit ranges: <bool>, <list[Path]>, {files}.
+    assert not re.search(r"<(bool|str|int|path|list\[\w+\])", text), text
+    assert "{" not in text and "9223372036854775807" not in text, text
+    assert "Show this message and exit." in text
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        (("analyze",), "image-tagger analyze [OPTIONS] FILE..."),
+        (("ingest",), "image-tagger ingest [OPTIONS] PATH..."),
+        (("export",), "image-tagger export [OPTIONS] JOB_ID"),
+        (("token", "revoke"), "image-tagger token revoke [OPTIONS] TOKEN_ID"),
+        (("vlm", "check"), "image-tagger vlm check [OPTIONS] [FILE]"),
+    ],
+)
+def test_usage_lines_use_unix_metavars(data_dir, command, usage):
+    assert usage in _cli(data_dir, *command, "--help").stdout
+
+
+def test_the_results_table_keeps_one_line_per_item_and_says_a_common_note_once(
+    data_dir, tmp_path
+):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"{n}.jpg").write_bytes(jpeg_bytes(200 + n))
+    (folder / "notes.jpg").write_text("not a photo")
+
+    result = _cli(data_dir, "ingest", str(folder), columns=120)
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # The VLM note shared by the three photos is printed once, whole.
+    assert " ".join(out.split()).count(NOT_CONFIGURED) == 1, out
+    assert "every item without an error: VLM cognitive, patterns skipped" in out
+    for name in ("0.jpg", "1.jpg", "2.jpg", "notes.jpg"):
+        rows = [line for line in out.splitlines() if f" {name} " in line]
+        assert len(rows) == 1, out
+    rejected = next(line for line in out.splitlines() if " notes.jpg " in line)
+    assert "rejected: not an image" in rejected and "…" in rejected
+    # Every table row is one line: no line holds only a wrapped continuation.
+    table = out[out.index("┏") : out.index("└")]
+    assert len([line for line in table.splitlines() if line.startswith("│")]) == 4
+
+
+def test_analyze_refuses_a_folder_and_points_to_ingest(data_dir, tmp_path):
+    result = _cli(data_dir, "analyze", str(tmp_path))
+
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert f"{tmp_path}: is a folder; analyze takes image files" in message
+    assert f"image-tagger ingest {tmp_path}" in message
+
+
+def test_analyze_gives_the_upload_verdicts(data_dir, tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    icon = tmp_path / "favicon.jpg"
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(icon, format="ICO")
+
+    result = _cli(data_dir, "analyze", "--json", str(empty), str(icon))
+
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert lines == [
+        {"file": str(empty), "error": "file is empty"},
+        {
+            "file": str(icon),
+            "error": "image format ICO is not supported; convert it to JPEG or PNG",
+        },
+    ]
+
+
+def test_token_commands_say_which_database_they_used(data_dir):
+    database = f"sqlite:///{data_dir / 'image_tagger.db'}"
+
+    empty = _cli(data_dir, "token", "list")
+    created = _cli(data_dir, "token", "create", "--name", "alice")
+    listed = _cli(data_dir, "token", "list")
+    revoked = _cli(data_dir, "token", "revoke", "1")
+
+    assert empty.returncode == 0
+    assert f"no tokens in {database}" in " ".join(empty.stdout.split())
+    assert created.stdout.strip().startswith("itk_")  # the token alone on stdout
+    assert f"admin token 'alice' created in {database}" in created.stderr
+    assert f"tokens in {database}:" in listed.stdout and "alice" in listed.stdout
+    assert f"token 1 revoked in {database}" in revoked.stdout
