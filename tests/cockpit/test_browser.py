@@ -222,6 +222,8 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
     page.set_viewport_size({"width": 390, "height": 844})
     assert_tables_fit(page)
     screenshot(page, "cockpit-phone-job")
+    page.set_viewport_size({"width": 320, "height": 640})
+    assert_tables_fit(page)
     assert_stayed_on_machine(page, server.url)
 
 

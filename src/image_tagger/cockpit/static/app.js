@@ -954,9 +954,9 @@ function imageSections(image, item) {
   const notes = analysis.metric_notes || {};
   const metrics = h("table", { class: "grid metrics" },
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Metric"),
-      h("th", { scope: "col" }, "Value"))),
+      h("th", { scope: "col", class: "num" }, "Value"))),
     h("tbody", {}, Object.entries(analysis.metrics).map(([key, value]) => h("tr", {},
-      h("th", { scope: "row" }, key),
+      h("th", { scope: "row" }, metricName(key)),
       h("td", { class: "num" }, value === null
         ? h("span", { class: "muted", title: notes[key] || "" },
           `– ${notes[key] ? `(${notes[key]})` : ""}`)
