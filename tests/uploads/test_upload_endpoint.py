@@ -79,12 +79,44 @@ def test_same_bytes_reuse_the_image_and_are_not_analysed_again(client, data_dir)
 
     second = upload(client, [("b.jpg", photo)]).json()
     assert second["files"][0]["status"] == "duplicate"
+    assert second["files"][0]["earlier"] == {
+        "job_id": first["job_id"],
+        "status": "COMPLETED",
+        "error_message": None,
+    }
     assert second["image_ids"] == first["image_ids"]
     job = wait_for_job(client, second["job_id"])
     assert job["status"] == "COMPLETED"
     assert "already analysed" in job["items"][0]["note"]
     thumb = client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)
     assert thumb.status_code == 200
+
+
+def test_a_duplicate_of_a_failed_image_says_how_it_failed(record_only_client, data_dir):
+    from image_tagger.jobs.runner import run_upload_job
+
+    client = record_only_client
+    photo = jpeg_bytes(7)
+    first = upload(client, [("lost.jpg", photo)]).json()
+    assert first["files"][0]["earlier"] is None
+    sha256 = hashlib.sha256(photo).hexdigest()
+    (stored,) = data_dir.glob(f"images/**/{sha256}.*")
+    stored.unlink()  # gone before its job runs, so its analysis fails
+    run_upload_job(first["job_id"])
+    failed = client.get(
+        f"/api/v1/admin/upload/jobs/{first['job_id']}", headers=ADMIN
+    ).json()["items"][0]
+    assert failed["status"] == "FAILED" and failed["error_message"]
+
+    again = upload(client, [("lost-again.jpg", photo)]).json()
+
+    verdict = again["files"][0]
+    assert verdict["status"] == "duplicate"
+    assert verdict["earlier"] == {
+        "job_id": first["job_id"],
+        "status": "FAILED",
+        "error_message": failed["error_message"],
+    }
 
 
 def test_type_is_decided_by_content_not_by_name(client):
