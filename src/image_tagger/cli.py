@@ -424,6 +424,8 @@ def _expand(paths: list[Path]) -> list[Path]:
             )
         elif path.is_file():
             files.append(path)
+        elif path.exists():
+            err.print(f"skipped {path}: not a regular file (a device, pipe or socket)")
         else:
             err.print(f"skipped {path}: no such file or folder")
     return files
@@ -688,7 +690,15 @@ def export(
             raise typer.Exit(2)
         table = job_export.build_table(session, job_id)
     output = output or Path(f"job-{job_id}.{export_format}")
-    output.write_bytes(job_export.render(table, export_format))
+    try:
+        output.write_bytes(job_export.render(table, export_format))
+    except OSError as exc:
+        err.print(
+            f"cannot write {output}: {exc.strerror or exc}; give --output a file "
+            "in a folder that exists and that you may write to",
+            markup=False,
+        )
+        raise typer.Exit(2) from None
     console.print(
         f"{output}: {_plural(len(table.rows), 'row')}, "
         f"{_plural(len(table.columns), 'column')}"

@@ -224,6 +224,14 @@ def require_database_url(value: str) -> None:
             f"the database kind {url.get_backend_name()!r} is not supported; use "
             f"sqlite:///PATH or a PostgreSQL URL like {example}"
         )
+    if url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    ):
+        raise ValueError(
+            "an SQLite database in memory is gone when the process ends, and "
+            "each process would have its own; give a file, like "
+            "sqlite:////var/lib/image-tagger/image_tagger.db"
+        )
     try:
         dialect = url.get_dialect()
     except NoSuchModuleError:

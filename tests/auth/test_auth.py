@@ -149,3 +149,14 @@ def test_a_401_in_token_mode_challenges_for_a_bearer_token(token_client):
     response = token_client.get("/api/v1/admin/upload/jobs")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_token_sent_with_another_scheme_is_told_to_use_bearer(token_client):
+    response = token_client.get(
+        "/api/v1/admin/upload/jobs", headers={"Authorization": "Basic itk_abc"}
+    )
+    assert response.status_code == 401
+    assert response.json()["detail"] == (
+        "the Authorization header uses the 'Basic' scheme; send "
+        "'Authorization: Bearer <token>'"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -167,3 +168,30 @@ def test_token_commands_say_which_database_they_used(data_dir):
     assert f"admin token 'alice' created in {database}" in created.stderr
     assert f"tokens in {database}:" in listed.stdout and "alice" in listed.stdout
     assert f"token 1 revoked in {database}" in revoked.stdout
+
+
+def test_export_to_a_place_it_cannot_write_says_so_and_exits_2(data_dir, tmp_path):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(3))
+    assert _cli(data_dir, "ingest", str(photo)).returncode == 0
+
+    for target in (tmp_path / "no-such-folder" / "x.csv", tmp_path):
+        result = _cli(data_dir, "export", "1", "-o", str(target))
+
+        assert result.returncode == 2, result.stderr
+        message = " ".join(result.stderr.split())
+        assert message.startswith(f"cannot write {target}: ")
+        assert "give --output a file in a folder that exists" in message
+        assert "Traceback" not in result.stderr
+
+
+def test_ingest_skips_what_is_not_a_regular_file_saying_so(data_dir, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    result = _cli(data_dir, "ingest", str(fifo), "/dev/null", str(tmp_path / "gone"))
+
+    lines = result.stderr.splitlines()
+    assert f"skipped {fifo}: not a regular file (a device, pipe or socket)" in lines
+    assert "skipped /dev/null: not a regular file (a device, pipe or socket)" in lines
+    assert f"skipped {tmp_path / 'gone'}: no such file or folder" in lines

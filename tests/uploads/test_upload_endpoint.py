@@ -164,6 +164,8 @@ def test_limits_reject_each_file_with_the_setting_to_change(client, monkeypatch)
     big_v, wide_v, ok_v = body["files"]
     assert big_v["status"] == "rejected"
     assert "IMAGE_TAGGER_MAX_UPLOAD_BYTES" in big_v["reason"]
+    # A limit under a megabyte is given in bytes, not as "0.0 MB".
+    assert f"file is {len(big):,} bytes; the limit is 20,000 bytes" in big_v["reason"]
     assert wide_v["status"] == "rejected"
     assert "90,000 pixels" in wide_v["reason"]
     assert "IMAGE_TAGGER_MAX_IMAGE_PIXELS" in wide_v["reason"]

@@ -75,6 +75,13 @@ def current_principal(
             detail="more than one Authorization header; send exactly one",
         )
     token = credentials.credentials.strip() if credentials else ""
+    given = request.headers.get("Authorization", "").strip()
+    if not token and given and not given.lower().startswith("bearer"):
+        scheme = given.split(maxsplit=1)[0][:20]
+        raise _unauthorized(
+            f"the Authorization header uses the {scheme!r} scheme; send "
+            "'Authorization: Bearer <token>'"
+        )
     if not token:
         raise _unauthorized(
             "missing bearer token; send 'Authorization: Bearer <token>' "

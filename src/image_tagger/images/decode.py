@@ -58,6 +58,10 @@ _ORIENTATION_TAG = 0x0112
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
+#: Said of a stored image that cannot be decoded: its bytes stay as they are.
+DAMAGED_FILE_ADVICE = "upload a repaired copy (retrying cannot change the stored file)"
+
+
 class ImageDecodeError(ValueError):
     """The file is not an image this service can read, or it is damaged."""
 

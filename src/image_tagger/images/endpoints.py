@@ -9,6 +9,7 @@ from sqlalchemy import select
 from image_tagger.auth.dependencies import AdminPrincipal
 from image_tagger.db import session_scope
 from image_tagger.http import RowId
+from image_tagger.images.decode import DAMAGED_FILE_ADVICE
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.schemas import AnalysisOut, ImageOut
 from image_tagger.images.thumbnails import thumbnail_path
@@ -124,11 +125,20 @@ def _no_thumbnail(image_id: int, analysis: ImageAnalysis | None) -> HTTPExceptio
             return HTTPException(
                 status.HTTP_409_CONFLICT,
                 detail=f"no thumbnail: the analysis of this image failed: "
-                f"{item.error_message}. Fix the cause, then retry its job's failed "
-                f"items (POST /api/v1/admin/upload/jobs/{item.job_id}/retry)",
+                f"{item.error_message}{_after_failure(item)}",
             )
         state = f" (item {item.id} is {item.status})" if item is not None else ""
     return HTTPException(
         status.HTTP_404_NOT_FOUND,
         detail=f"no thumbnail yet: it is made when the image is analysed{state}",
+    )
+
+
+def _after_failure(item: UploadJobItem) -> str:
+    """What to do about a failed analysis, unless its reason says it already."""
+    if item.error_message and DAMAGED_FILE_ADVICE in item.error_message:
+        return ""
+    return (
+        ". Fix the cause, then retry its job's failed items "
+        f"(POST /api/v1/admin/upload/jobs/{item.job_id}/retry)"
     )

@@ -26,6 +26,10 @@ def write_thumbnail(pixels: np.ndarray, target: Path) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(partial, target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(buffer.getvalue())
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)  # a full disk keeps no fragments
+        raise

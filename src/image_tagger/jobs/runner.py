@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from image_tagger.db import session_scope
-from image_tagger.images.decode import ImageDecodeError
+from image_tagger.images.decode import DAMAGED_FILE_ADVICE, ImageDecodeError
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.thumbnails import thumbnail_path
 from image_tagger.jobs import service
@@ -295,7 +295,8 @@ def _process_item(
                 stored_vlm=work.stored_vlm,
             )
     except ImageDecodeError as exc:
-        _fail(item_id, job_id, owner=owner, reason=str(exc), started=started)
+        reason = f"{exc}; {DAMAGED_FILE_ADVICE}"
+        _fail(item_id, job_id, owner=owner, reason=reason, started=started)
         return
     except TimeoutError:
         reason = (

@@ -271,6 +271,6 @@ def _get_or_create_image(
 def _size(size_bytes: int, limit_bytes: int) -> str:
     """'file is 31.2 MB; the limit is 25.0 MB', exact where rounding would hide it."""
     size, limit = f"{size_bytes / 1e6:.1f} MB", f"{limit_bytes / 1e6:.1f} MB"
-    if size == limit:
+    if size == limit or limit_bytes < 1e6:
         size, limit = f"{size_bytes:,} bytes", f"{limit_bytes:,} bytes"
     return f"{size}; the limit is {limit}"

@@ -28,8 +28,9 @@ PROMPTS_VERSION = 1
 VLM_IMAGE_QUALITY = 90
 
 NOT_CONFIGURED = (
-    "no VLM provider is configured: set IMAGE_TAGGER_VLM_MODEL and "
-    "IMAGE_TAGGER_VLM_BASE_URL (and IMAGE_TAGGER_VLM_API_KEY if it needs one)"
+    "no VLM provider is configured: set IMAGE_TAGGER_VLM_MODEL, and "
+    "IMAGE_TAGGER_VLM_API_KEY for OpenAI or IMAGE_TAGGER_VLM_BASE_URL for "
+    "another provider (with its key if it needs one)"
 )
 
 
