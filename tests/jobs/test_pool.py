@@ -47,9 +47,15 @@ def test_a_dying_process_fails_only_its_own_task(pool):
 def test_an_item_past_the_time_limit_fails_with_the_setting_to_raise(
     record_only_client,
 ):
+    class SlowPool(ComputePool):
+        """Its analysis takes 30 s, whatever the image: far past the limit."""
+
+        def submit(self, fn, /, *args):
+            return super().submit(time.sleep, 30)
+
     files = [("big.jpg", jpeg_bytes(1, size=(1600, 1200)))]
     job_id = upload(record_only_client, files).json()["job_id"]
-    slow_pool = ComputePool(1, max_pixels=10**8, timeout_seconds=0.001)
+    slow_pool = SlowPool(1, max_pixels=10**8, timeout_seconds=0.5)
     try:
         outcome = run_upload_job(job_id, executor=slow_pool, settings=get_settings())
     finally:

@@ -201,6 +201,8 @@ class _Work:
     thumbnail: Path
     analysed_by: str | None  # the version of an existing analysis, if any
     stored_vlm: dict | None = None  # that analysis's VLM outcomes
+    #: Other running claims of the same image, made before this one.
+    earlier_claims: tuple[tuple[int, str], ...] = ()
 
 
 def _claim(
@@ -233,6 +235,7 @@ def _claim(
         thumbnail=thumbnail_path(settings.data_dir, sha256),
         analysed_by=None if force else analysed_by,
         stored_vlm=stored_vlm,
+        earlier_claims=service.other_claims_of_image(session, image_id, item_id),
     )
 
 
@@ -354,13 +357,13 @@ def _to_analyse(work: _Work, pipeline: SciencePipeline) -> bool:
 def _after_earlier_claims(
     work: _Work, *, owner: str, pipeline: SciencePipeline
 ) -> _Work:
-    """Wait while another runner analyses the same image (claimed first), then
-    say whether it left an analysis: an image is never analysed, nor its model
-    calls paid, twice at the same time. If that runner died, its item goes
-    back to pending when its lease expires, and this one goes on."""
-    with session_scope() as session:
-        if not service.same_image_claimed_before(session, work.item_id):
-            return work
+    """Wait while runners that claimed the same image before this one analyse
+    it, then say whether they left an analysis: an image is never analysed,
+    nor its model calls paid, twice at the same time. If such a runner died,
+    its item goes back to pending when its lease expires, and this one goes on.
+    """
+    if not work.earlier_claims:
+        return work
     log.info("item.waiting_for_same_image", job_id=work.job_id, item_id=work.item_id)
     settings = pipeline.settings
     recovered = time.monotonic()
@@ -377,13 +380,18 @@ def _after_earlier_claims(
                         session, max_attempts=settings.max_attempts
                     )
             with session_scope() as session:
-                if not service.same_image_claimed_before(session, work.item_id):
+                if not service.claims_still_held(session, work.earlier_claims):
                     row = session.execute(
                         _ITEM_IMAGE,
                         {"item_id": work.item_id, "version": pipeline.version},
                     ).one()
                     analysed_by = None if row.force_reanalysis else row.pipeline_version
-                    return replace(work, analysed_by=analysed_by, stored_vlm=row.vlm)
+                    return replace(
+                        work,
+                        analysed_by=analysed_by,
+                        stored_vlm=row.vlm,
+                        earlier_claims=(),
+                    )
 
 
 def _vlm_note(result: PipelineResult) -> str | None:

@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import structlog
-from sqlalchemy import Update, bindparam, case, func, select, update
+from sqlalchemy import Select, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 import image_tagger.logging  # noqa: F401  (log levels when used as a library)
 from image_tagger.db import UTCDateTime, utcnow
+from image_tagger.images.models import Image
 from image_tagger.jobs.models import (
     FINAL_JOB_STATUSES,
     ItemStatus,
@@ -626,23 +627,54 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
-def same_image_claimed_before(session: Session, item_id: int) -> bool:
-    """Another item of this item's image is running and was claimed first.
+def other_claims_of_image(
+    session: Session, image_id: int, item_id: int
+) -> tuple[tuple[int, str], ...]:
+    """The other running items of the image, as ``(item id, lease owner)``.
 
-    Two jobs can hold the same new image (uploads at the same moment); the
-    later claim waits for the earlier one, so the image is analysed, and its
-    model calls paid, once. Claims are ordered by start time, then id.
+    Called in the transaction that claims ``item_id``. Two jobs can hold the
+    same new image (uploads at the same moment); the image is analysed, and
+    its model calls paid, once: a claim waits for those it finds here. Claims
+    of one image take turns (PostgreSQL: the image's row is locked; SQLite:
+    one writer at a time), so of two claims the later one always sees the
+    earlier, and the earlier never waits for the later.
     """
-    mine = select(I.image_id, I.started_at).where(I.id == item_id).subquery()
-    earlier = (
-        select(I.id)
-        .join(mine, I.image_id == mine.c.image_id)
-        .where(
-            I.id != item_id,
-            I.status == ItemStatus.RUNNING,
-            (I.started_at < mine.c.started_at)
-            | ((I.started_at == mine.c.started_at) & (I.id < item_id)),
+    if _is_postgres(session):
+        session.execute(_lock_image_statement(), {"p_image_id": image_id})
+    return tuple(
+        (row.id, row.lease_owner)
+        for row in session.execute(
+            _other_claims_statement(), {"p_image_id": image_id, "p_item_id": item_id}
         )
-        .limit(1)
     )
-    return session.scalar(earlier) is not None
+
+
+def claims_still_held(session: Session, claims: Iterable[tuple[int, str]]) -> bool:
+    """Any of ``claims`` (from `other_claims_of_image`) is still running under
+    the same lease owner (an item released and claimed again is another claim)."""
+    claims = dict(claims)
+    rows = session.execute(
+        select(I.id, I.lease_owner).where(
+            I.id.in_(list(claims)), I.status == ItemStatus.RUNNING
+        )
+    )
+    return any(claims[row.id] == row.lease_owner for row in rows)
+
+
+@lru_cache
+def _lock_image_statement() -> Select:
+    images = Image.__table__
+    return (
+        select(images.c.id)
+        .where(images.c.id == bindparam("p_image_id"))
+        .with_for_update()
+    )
+
+
+@lru_cache
+def _other_claims_statement() -> Select:
+    return select(I.id, I.lease_owner).where(
+        I.image_id == bindparam("p_image_id"),
+        I.id != bindparam("p_item_id"),
+        I.status == ItemStatus.RUNNING,
+    )
