@@ -36,6 +36,9 @@ SERVER_ERROR = "server_error"
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 REFUSED = "refused"  # any other error status (bad key, unknown model, ...)
+#: An HTTP 200 that is not a chat completion (an HTML page, other JSON): the
+#: base URL does not lead to an OpenAI-compatible API.
+BAD_RESPONSE = "bad_response"
 
 
 @dataclass(frozen=True)

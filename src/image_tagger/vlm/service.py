@@ -22,6 +22,7 @@ from typing import Any
 
 import openai
 import structlog
+from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from image_tagger.settings import Settings
@@ -349,9 +350,10 @@ class VlmService:
         return attempt
 
     def _send(self, request: dict[str, Any]):
-        """(None, completion) on an answer; (attempt saying why, None) on a fault."""
+        """(None, completion) on a chat completion; (attempt saying why, None)
+        on a fault."""
         try:
-            return None, self.client.chat.completions.create(**request)
+            raw = self.client.chat.completions.with_raw_response.create(**request)
         except openai.APITimeoutError:
             reason = (
                 f"no answer within {self.settings.vlm_timeout_seconds:g} s "
@@ -368,17 +370,63 @@ class VlmService:
                 retry_after=_retry_after(exc.response),
             ), None
         except openai.APIStatusError as exc:
-            status = exc.status_code
-            reason = f"the provider answered HTTP {status}: {_message(exc)}"
-            if status >= 500:
-                return _Attempt(
-                    ledger.SERVER_ERROR, reason, retry_after=_retry_after(exc.response)
-                ), None
-            return _Attempt(ledger.REFUSED, reason), None
+            return self._status_error(exc), None
         except (openai.OpenAIError, ValueError) as exc:
-            # A response the client could not read (not JSON, a wrong shape).
-            reason = f"unreadable response: {type(exc).__name__}: {exc}"
-            return _Attempt(ledger.REFUSED, reason[:500]), None
+            # A response the client could not read at all.
+            reason = self._bad_response(f"{type(exc).__name__}: {exc}")
+            return _Attempt(ledger.BAD_RESPONSE, reason), None
+        return self._completion(raw)
+
+    def _status_error(self, exc: openai.APIStatusError) -> _Attempt:
+        status = exc.status_code
+        reason = f"the provider answered HTTP {status}: {_message(exc)}"
+        retry_after = _retry_after(exc.response)
+        if status >= 500:
+            return _Attempt(ledger.SERVER_ERROR, reason, retry_after=retry_after)
+        if status == 408:  # the server's own timeout: retried like ours
+            return _Attempt(ledger.TIMEOUT, reason, retry_after=retry_after)
+        if status in (401, 403):
+            reason += " (check IMAGE_TAGGER_VLM_API_KEY)"
+        elif status == 404:
+            reason += (
+                f" (check IMAGE_TAGGER_VLM_BASE_URL, {base_url(self.settings)}: it "
+                "should usually end in /v1; and IMAGE_TAGGER_VLM_MODEL)"
+            )
+        return _Attempt(ledger.REFUSED, reason)
+
+    def _completion(self, raw) -> tuple[_Attempt | None, Any]:
+        """The chat completion of an answer; a ``bad_response`` attempt when
+        the answer is not one (an HTML page, JSON of another API)."""
+        try:
+            completion = raw.parse()
+        except (openai.OpenAIError, ValueError):
+            completion = None
+        if isinstance(completion, ChatCompletion) and isinstance(
+            completion.choices, list
+        ):
+            return None, completion
+        if isinstance(completion, ChatCompletion):
+            said = _said(getattr(completion, "error", None))
+            what = "JSON without choices" + (f" (it says: {said})" if said else "")
+        elif isinstance(completion, (dict, list, int, float, bool)):
+            what = "JSON that is not a chat completion"
+        else:
+            looks = raw.headers.get("content-type", "") + raw.text[:100]
+            what = (
+                "an HTML page" if "html" in looks.lower() else "a body that is not JSON"
+            )
+            what += f": {_excerpt(raw.text)}"
+        return _Attempt(
+            ledger.BAD_RESPONSE,
+            self._bad_response(f"HTTP {raw.status_code} with {what}"),
+        ), None
+
+    def _bad_response(self, what: str) -> str:
+        return (
+            f"the endpoint did not answer like an OpenAI-compatible API ({what}); "
+            f"check IMAGE_TAGGER_VLM_BASE_URL ({base_url(self.settings)}): it "
+            "should usually end in /v1"
+        )[:1000]
 
 
 def _validated(analyzer: Analyzer, completion) -> _Attempt:
@@ -411,6 +459,19 @@ def _budget_reached(
         "upload them again or run `image-tagger reanalyze --all`: only their "
         "missing ratings are asked for"
     )
+
+
+def _said(error: Any) -> str | None:
+    """The message of an ``error`` member of a provider's JSON, if any."""
+    if isinstance(error, dict):
+        error = error.get("message")
+    return error[:300] if isinstance(error, str) and error else None
+
+
+def _excerpt(text: str) -> str:
+    """The start of a body, on one line."""
+    line = " ".join(text.split())
+    return repr(line[:120] + ("..." if len(line) > 120 else "")) if line else "empty"
 
 
 def _clause(reason: str | None) -> str:
