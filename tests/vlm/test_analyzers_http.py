@@ -116,6 +116,7 @@ def test_both_analyzers_are_stored_and_every_call_is_priced(vlm_env, fake):
             "cost_usd": pytest.approx(4 * per_call, abs=1e-12),
             "unpriced_calls": 0,
             "no_usage_calls": 0,
+            "in_flight_calls": 0,
         }
     ]
     (today,) = report["by_day"]

@@ -137,6 +137,46 @@ def test_a_call_that_fits_once_calls_in_flight_end_waits_for_them():
     )
 
 
+def test_reservations_in_the_ledger_count_and_a_call_waits_for_them():
+    budget, stop = Budget(), threading.Event()
+    limit = Decimal("1.0")
+    ledger = {"spent": Decimal("0"), "in_flight": Decimal("0")}
+    options = {
+        "limit": limit,
+        "spent": lambda: ledger["spent"],
+        "recorded": lambda: ledger["in_flight"],
+    }
+
+    # A call of this process: its reservation passes to its ledger row.
+    mine = budget.reserve(Decimal("0.5"), **options)
+
+    def write() -> int:
+        ledger["in_flight"] += Decimal("0.5")
+        return 7
+
+    assert budget.record(mine, write) == 7
+    assert budget.reserved == Decimal("0") and ledger["in_flight"] == Decimal("0.5")
+    # Another process's call in flight, seen in the ledger: nothing fits.
+    ledger["in_flight"] += Decimal("0.4")
+    assert budget.reserve(Decimal("0.2"), **options) is None
+
+    waited = []
+    waiter = threading.Thread(
+        target=lambda: waited.append(
+            budget.reserve(Decimal("0.2"), stop=stop, **options)
+        )
+    )
+    waiter.start()
+    waiter.join(timeout=0.6)
+    assert waiter.is_alive() and waited == []
+    ledger["in_flight"] -= Decimal("0.4")  # the other process's call ended
+    ledger["spent"] += Decimal("0.1")
+    waiter.join(timeout=5)
+    assert waited[0].amount == Decimal("0.2")
+    budget.release(mine)  # handed over: releasing it takes nothing back
+    assert budget.reserved == Decimal("0.2")
+
+
 def test_a_waiting_reservation_ends_when_the_service_stops():
     budget, stop = Budget(), threading.Event()
     limit = Decimal("1.0")

@@ -2,10 +2,13 @@
 
 Every analyzer call goes through `VlmService.run`: the call waits for a
 concurrency slot, the budget is checked with the cost of the calls in flight
-reserved, the call waits for the requests-per-minute limit, and its outcome is
-written to the ledger. Timeouts, 429 (after its Retry-After) and 5xx are retried with
-backoff, within a bounded number of attempts and a bounded total time; an
-answer that does not validate is asked for once more.
+reserved (those of every process, in the ledger), the call waits for the
+requests-per-minute limit, its ledger row is written ``in_flight`` with its
+reservation, the request is sent, and the row is completed with the outcome.
+Timeouts, 429 (after its Retry-After) and 5xx are retried with backoff, within
+a bounded number of attempts and a bounded total time; an answer that does
+not validate is asked for once more. An ``ok`` answer that a stopped process
+paid for but never stored is used instead of a new call.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from image_tagger.vlm.analyzers import (
     VLM_IMAGE_QUALITY,
     Analyzer,
 )
-from image_tagger.vlm.limits import Budget, RateLimiter, Stopped
+from image_tagger.vlm.limits import Budget, RateLimiter, Reservation, Stopped
 from image_tagger.vlm.pricing import base_url, call_cost, provider_name
 from image_tagger.vlm.schemas import AnalyzerOutcome
 
@@ -70,6 +73,9 @@ class CallContext:
     stop: threading.Event = field(default_factory=threading.Event)
     #: Every ledger record written for the calls made, in order.
     calls: list[ledger.CallRecord] = field(default_factory=list)
+    #: The ledger row of each ``ok`` answer given (asked for, or paid for
+    #: earlier and never stored), by analyzer.
+    answers: dict[str, int] = field(default_factory=dict)
 
 
 class VlmService:
@@ -131,6 +137,8 @@ class VlmService:
         kept = kept or {}
         todo = [analyzer for analyzer in ANALYZERS if analyzer.name not in kept]
         outcomes = dict(kept)
+        outcomes.update(self._paid_answers(todo, context))
+        todo = [analyzer for analyzer in todo if analyzer.name not in outcomes]
         if todo:
             first, *others = todo
             helped = {
@@ -141,6 +149,38 @@ class VlmService:
             for name, future in helped.items():
                 outcomes[name] = future.result().model_dump()
         return {analyzer.name: outcomes[analyzer.name] for analyzer in ANALYZERS}
+
+    def _paid_answers(
+        self, todo: list[Analyzer], context: CallContext
+    ) -> dict[str, dict]:
+        """The outcomes of ``todo`` whose ``ok`` answer for the image (this
+        model, these prompts) is in the ledger but was never stored: a process
+        that stopped after paying for it, before storing it."""
+        if context.image_id is None or not todo:
+            return {}
+        found = ledger.unstored_answers(
+            context.image_id, self.model, PROMPTS_VERSION, [a.name for a in todo]
+        )
+        outcomes = {}
+        for analyzer in todo:
+            if analyzer.name not in found:
+                continue
+            call_id, answer = found[analyzer.name]
+            try:
+                result = analyzer.answer.model_validate(answer).model_dump()
+            except ValidationError:
+                continue  # the schema changed since: ask again
+            context.answers[analyzer.name] = call_id
+            outcomes[analyzer.name] = AnalyzerOutcome(
+                status="ok", model=self.model, result=result
+            ).model_dump()
+            log.info(
+                "vlm.answer_reused",
+                tool=analyzer.name,
+                call_id=call_id,
+                image_id=context.image_id,
+            )
+        return outcomes
 
     def run(
         self,
@@ -166,6 +206,7 @@ class VlmService:
             attempts += 1
 
             if attempt.outcome == ledger.OK:
+                context.answers[tool] = attempt.record.id
                 return AnalyzerOutcome(
                     status="ok", model=self.model, result=attempt.result
                 )
@@ -226,6 +267,7 @@ class VlmService:
         options = {
             "limit": Decimal(str(limit)),
             "spent": ledger.spent_usd,
+            "recorded": self._recorded,
             "stop": stop,
         }
         reservation = self.budget.reserve(estimate, **options)
@@ -237,11 +279,15 @@ class VlmService:
         if reservation is None:
             return None, _budget_reached(
                 spent=ledger.spent_usd(),
-                reserved=self.budget.reserved,
+                reserved=self.budget.reserved + self._recorded(),
                 estimate=estimate,
                 limit=limit,
             )
         return reservation, None
+
+    def _recorded(self) -> Decimal:
+        """The reservations of the calls in flight in the ledger (any process)."""
+        return ledger.in_flight_reserved_usd(self.settings)
 
     def _estimate(self, tool: str) -> tuple[Decimal | None, bool]:
         """What a call of ``tool`` may cost, and whether that is observed: the
@@ -286,9 +332,10 @@ class VlmService:
         context: CallContext,
     ) -> _Attempt:
         """One request within the limits, or a budget refusal (outcome
-        ``_SKIPPED``). The budget is reserved once a concurrency slot is held,
-        and both are kept until the call's ledger row is written: the calls in
-        flight are never more than the slots."""
+        ``_SKIPPED``). The budget is reserved once a concurrency slot is held;
+        the reservation passes to the call's ledger row when the request
+        leaves, and ends with the call, as the slot does: the calls in flight
+        are never more than the slots."""
         while not self.slots.acquire(timeout=0.5):
             if context.stop.is_set():
                 raise Stopped
@@ -297,7 +344,9 @@ class VlmService:
             if refusal:
                 return _Attempt(_SKIPPED, refusal)
             try:
-                return self._request_and_record(analyzer, request, tool, context)
+                return self._request_and_record(
+                    analyzer, request, tool, context, reservation
+                )
             finally:
                 if reservation is not None:
                     self.budget.release(reservation)
@@ -310,28 +359,94 @@ class VlmService:
         request: dict[str, Any],
         tool: str,
         context: CallContext,
+        reservation: Reservation | None,
     ) -> _Attempt:
-        """One request after the rate limit; its ledger row is written before
-        return."""
+        """One request after the rate limit: its ledger row is written
+        ``in_flight`` before it is sent, and completed before return."""
         self.limiter.acquire(context.stop)
+        call_id = self._start_call(tool, context, reservation)
         started = time.perf_counter()
-        attempt, completion = self._send(request)
-        latency_ms = (time.perf_counter() - started) * 1000
-
-        usage = getattr(completion, "usage", None)
-        input_tokens = getattr(usage, "prompt_tokens", None)
-        output_tokens = getattr(usage, "completion_tokens", None)
-        if completion is not None:
-            attempt = _validated(analyzer, completion)
-        cost = None
-        if input_tokens is not None and output_tokens is not None:
-            cost = call_cost(
-                self.settings,
-                self.model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
+        try:
+            attempt, completion = self._send(request)
+            latency_ms = (time.perf_counter() - started) * 1000
+            usage = getattr(completion, "usage", None)
+            input_tokens = getattr(usage, "prompt_tokens", None)
+            output_tokens = getattr(usage, "completion_tokens", None)
+            if completion is not None:
+                attempt = _validated(analyzer, completion)
+            cost = None
+            if input_tokens is not None and output_tokens is not None:
+                cost = call_cost(
+                    self.settings,
+                    self.model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                )
+        except BaseException as exc:
+            # A fault of ours once the request left: the row says so, rather
+            # than stay in flight until a sweep.
+            ledger.finish_call(
+                self._record(
+                    call_id,
+                    tool,
+                    context,
+                    _Attempt(
+                        ledger.INTERRUPTED,
+                        f"this process failed on the call: {type(exc).__name__}: {exc}",
+                    ),
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
             )
-        attempt.record = ledger.CallRecord(
+            raise
+        attempt.record = self._record(
+            call_id,
+            tool,
+            context,
+            attempt,
+            latency_ms=latency_ms,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+        )
+        ledger.finish_call(attempt.record, answer=attempt.result)
+        context.calls.append(attempt.record)
+        log.debug("vlm.call", tool=tool, outcome=attempt.outcome, ms=round(latency_ms))
+        return attempt
+
+    def _start_call(
+        self, tool: str, context: CallContext, reservation: Reservation | None
+    ) -> int:
+        """The call's ledger row, ``in_flight``, holding its reservation."""
+
+        def write() -> int:
+            return ledger.start_call(
+                tool=tool,
+                provider=self.provider,
+                model=self.model,
+                prompts_version=PROMPTS_VERSION,
+                reserved_usd=reservation.amount if reservation else None,
+                image_id=context.image_id,
+                job_id=context.job_id,
+            )
+
+        if reservation is None:
+            return write()
+        return self.budget.record(reservation, write)
+
+    def _record(
+        self,
+        call_id: int,
+        tool: str,
+        context: CallContext,
+        attempt: _Attempt,
+        *,
+        latency_ms: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: Decimal | None = None,
+    ) -> ledger.CallRecord:
+        return ledger.CallRecord(
+            id=call_id,
             tool=tool,
             provider=self.provider,
             model=self.model,
@@ -344,10 +459,6 @@ class VlmService:
             image_id=context.image_id,
             job_id=context.job_id,
         )
-        ledger.record_call(attempt.record)
-        context.calls.append(attempt.record)
-        log.debug("vlm.call", tool=tool, outcome=attempt.outcome, ms=round(latency_ms))
-        return attempt
 
     def _send(self, request: dict[str, Any]):
         """(None, completion) on a chat completion; (attempt saying why, None)
