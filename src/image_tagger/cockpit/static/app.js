@@ -1114,7 +1114,10 @@ function costSections(c) {
       ? "no cap set" : formatUsd(budget)),
     h("dt", {}, "Spent"), h("dd", {}, formatUsd(c.spent_usd)),
     h("dt", {}, "Reserved"), h("dd", {}, formatUsd(c.reserved_usd || 0),
-      h("span", { class: "small muted" }, " (calls in flight)")),
+      h("span", { class: "small muted" }, c.in_flight_calls
+        ? ` (${c.in_flight_calls} call${c.in_flight_calls === 1 ? "" : "s"} in `
+          + "flight, in any process)"
+        : " (calls in flight)")),
     h("dt", {}, "Left"), h("dd", {}, budget === null || budget === undefined
       ? "–" : formatUsd(c.remaining_usd)),
     budget ? [h("dt", {}, "Used"), h("dd", {},
@@ -1123,8 +1126,9 @@ function costSections(c) {
       ` ${Math.round((100 * (c.spent_usd || 0)) / budget)}%`)] : null);
   const unpriced = c.unpriced_calls
     ? h("p", { class: "muted small" }, `${c.unpriced_calls} call`
-      + `${c.unpriced_calls === 1 ? " has" : "s have"} no known price and `
-      + "count as unpriced, not as free.") : null;
+      + `${c.unpriced_calls === 1 ? " has" : "s have"} no known cost (no known `
+      + "price, no usage reported, or interrupted) and count as unpriced, not "
+      + "as free.") : null;
   const recent = c.recent || [];
   return [
     summary, unpriced,
@@ -1139,16 +1143,27 @@ function costSections(c) {
     h("h3", {}, "Recent calls"),
     recent.length ? costTable(recent.map((r) => ({
       ...r, created_at: formatTime(r.created_at),
-      tokens: `${formatNumber(r.input_tokens ?? "?")} in / `
-        + `${formatNumber(r.output_tokens ?? "?")} out`,
+      ...callOutcome(r),
       latency: r.latency_ms === null || r.latency_ms === undefined
         ? "–" : `${Math.round(r.latency_ms)} ms`,
-      outcome: r.error ? `${r.outcome}: ${r.error}` : r.outcome,
       for: [r.image_id ? `image ${r.image_id}` : "", r.job_id ? `job ${r.job_id}` : ""]
         .filter(Boolean).join(", "),
     })), ["created_at", "tool", "model", "tokens", "cost_usd", "latency", "outcome",
       "for"]) : h("p", { class: "empty" }, "No model calls yet."),
   ];
+}
+
+// A call in flight has no tokens, cost or outcome yet: it says so, rather
+// than look unpriced; an interrupted one shows its note as any error does.
+function callOutcome(r) {
+  if (r.outcome === "in_flight") {
+    return { tokens: "–", cost_usd: "not known yet", outcome: "in flight" };
+  }
+  return {
+    tokens: `${formatNumber(r.input_tokens ?? "?")} in / `
+      + `${formatNumber(r.output_tokens ?? "?")} out`,
+    outcome: r.error ? `${r.outcome}: ${r.error}` : r.outcome,
+  };
 }
 
 function costTable(rows, columns) {
@@ -1158,7 +1173,8 @@ function costTable(rows, columns) {
       col.replace(/_usd$/, " (USD)").replaceAll("_", " "))))),
     h("tbody", {}, rows.map((row) => h("tr", {}, columns.map((col) => h("td", {
       class: typeof row[col] === "number" || col === "cost_usd" ? "num" : null,
-    }, col === "cost_usd" ? formatUsd(row[col]) : formatNumber(row[col] ?? null))))))));
+    }, col === "cost_usd" && typeof row[col] !== "string"
+      ? formatUsd(row[col]) : formatNumber(row[col] ?? null))))))));
 }
 
 // ---------------------------------------------------------------------- wiring
