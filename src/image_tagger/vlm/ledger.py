@@ -134,26 +134,25 @@ def finish_call(call: CallRecord, *, answer: dict[str, Any] | None = None) -> No
         )
 
 
-def spent_usd() -> Decimal:
-    """The sum of every known cost in the ledger."""
-    with session_scope() as session:
-        total = session.scalar(select(func.sum(ToolUsage.cost_usd)))
-    return Decimal(total or 0)
-
-
-def in_flight_reserved_usd(
+def spent_and_reserved_usd(
     settings: Settings, session: Session | None = None
-) -> Decimal:
-    """What the calls in flight, of every process, have reserved; a row left
-    in flight by a stopped process (not marked yet) holds nothing."""
+) -> tuple[Decimal, Decimal]:
+    """The sum of every known cost in the ledger, and what the calls in flight,
+    of every process, have reserved (a row left in flight by a stopped
+    process, not marked yet, holds nothing). Read in one statement: a call
+    that ends meanwhile is counted in one or the other, never in neither."""
     since = utcnow() - timedelta(seconds=stale_after_seconds(settings))
-    query = select(func.sum(ToolUsage.reserved_usd)).where(
-        ToolUsage.outcome == IN_FLIGHT, ToolUsage.created_at >= since
+    live = (ToolUsage.outcome == IN_FLIGHT) & (ToolUsage.created_at >= since)
+    query = select(
+        func.sum(ToolUsage.cost_usd),
+        func.sum(case((live, ToolUsage.reserved_usd), else_=None)),
     )
     if session is not None:
-        return Decimal(session.scalar(query) or 0)
-    with session_scope() as own:
-        return Decimal(own.scalar(query) or 0)
+        spent, reserved = session.execute(query).one()
+    else:
+        with session_scope() as own:
+            spent, reserved = own.execute(query).one()
+    return Decimal(spent or 0), Decimal(reserved or 0)
 
 
 def stale_after_seconds(settings: Settings) -> float:
@@ -257,9 +256,9 @@ def cost_report(
     and the ``recent`` latest calls. ``reserved_usd`` is what this process has
     reserved for calls not in the ledger yet; those in flight in the ledger,
     of every process, are added."""
-    spent = Decimal(session.scalar(select(func.sum(ToolUsage.cost_usd))) or 0)
     budget_usd = settings.vlm_budget_usd
-    reserved = reserved_usd + in_flight_reserved_usd(settings, session)
+    spent, in_flight_reserved = spent_and_reserved_usd(settings, session)
+    reserved = reserved_usd + in_flight_reserved
     unpriced, no_usage, in_flight = session.execute(select(*_sums()[-3:])).one()
     remaining = None
     if budget_usd is not None:

@@ -66,17 +66,14 @@ class Reservation:
     amount: Decimal
 
 
-_NOTHING: Callable[[], Decimal] = lambda: Decimal(0)  # noqa: E731
-
-
 class Budget:
     """A spending cap: a call starts only if what is spent, what calls in
     flight may cost and this call's estimate all fit under it.
 
-    ``spent`` reads the ledger's total and ``recorded`` the reservations of
-    the calls in flight written in the ledger (by any process); a reservation
-    of this process is held here until its call's row holds it (`record`).
-    Both are read under the lock, so two calls of this process never both
+    ``spent`` reads, at once, the ledger's total and the reservations of the
+    calls in flight written in the ledger (by any process); a reservation of
+    this process is held here until its call's row holds it (`record`).
+    They are read under the lock, so two calls of this process never both
     take the last of the budget.
     """
 
@@ -95,8 +92,7 @@ class Budget:
         estimate: Decimal,
         *,
         limit: Decimal,
-        spent: Callable[[], Decimal],
-        recorded: Callable[[], Decimal] = _NOTHING,
+        spent: Callable[[], tuple[Decimal, Decimal]],
         stop: threading.Event | None = None,
     ) -> Reservation | None:
         """Reserve ``estimate``; None when it does not fit under ``limit``.
@@ -107,7 +103,7 @@ class Budget:
         """
         with self._changed:
             while True:
-                used, elsewhere = spent(), recorded()
+                used, elsewhere = spent()
                 if used + elsewhere + self._reserved + estimate <= limit:
                     self._reserved += estimate
                     return Reservation(estimate)

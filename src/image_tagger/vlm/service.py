@@ -266,8 +266,7 @@ class VlmService:
 
         options = {
             "limit": Decimal(str(limit)),
-            "spent": ledger.spent_usd,
-            "recorded": self._recorded,
+            "spent": self._spent_and_reserved,
             "stop": stop,
         }
         reservation = self.budget.reserve(estimate, **options)
@@ -277,17 +276,19 @@ class VlmService:
             if observed:
                 reservation = self.budget.reserve(estimate, **options)
         if reservation is None:
+            spent, reserved = self._spent_and_reserved()
             return None, _budget_reached(
-                spent=ledger.spent_usd(),
-                reserved=self.budget.reserved + self._recorded(),
+                spent=spent,
+                reserved=self.budget.reserved + reserved,
                 estimate=estimate,
                 limit=limit,
             )
         return reservation, None
 
-    def _recorded(self) -> Decimal:
-        """The reservations of the calls in flight in the ledger (any process)."""
-        return ledger.in_flight_reserved_usd(self.settings)
+    def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
+        """The ledger's spending, and the reservations of the calls in flight
+        in the ledger (any process)."""
+        return ledger.spent_and_reserved_usd(self.settings)
 
     def _estimate(self, tool: str) -> tuple[Decimal | None, bool]:
         """What a call of ``tool`` may cost, and whether that is observed: the
