@@ -8,7 +8,10 @@ The time is dispatch to final status; the ratio one / two is the speed-up
 (bar: at least 1.7 on two cores). Rounds alternate the order; every ratio is
 printed with the cores the workers got and how busy the whole machine was
 (other work on a shared machine takes cores from the workers), then the
-median. Each worker runs in a session
+median. Beside each round, the same images analysed by bare processes (one,
+then two, taking images from a shared queue; no database, broker or worker)
+give the machine's own ceiling for the ratio in that moment. Each worker runs
+in a session
 of its own, as a service does: Linux shares the CPU fairly between sessions,
 so workers sharing one session would share one session's time.
 
@@ -19,6 +22,7 @@ Needs PostgreSQL (``IMAGE_TAGGER_TEST_POSTGRES_URL``) and Redis
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -44,7 +48,7 @@ from workers import (  # noqa: E402
 SHARED_PHOTOS = Path("/work/shared/data/photos")
 FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".avif", ".tif", ".bmp"}
-COPIES = 3
+COPIES = 6
 BAR = 1.7
 POSTGRES = os.environ.get(
     "IMAGE_TAGGER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1/test"
@@ -56,11 +60,11 @@ def sample_photos() -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def batch_files(folder: Path) -> list[Path]:
+def batch_files(folder: Path, copies: int = COPIES) -> list[Path]:
     """Each photo ``COPIES`` times; a few bytes after the image make each distinct
     (decoders ignore them), so every copy costs a full analysis."""
     files = []
-    for copy in range(COPIES):
+    for copy in range(copies):
         for photo in sample_photos():
             target = folder / f"{photo.stem}-{copy}{photo.suffix}"
             target.write_bytes(photo.read_bytes() + f"copy {copy}".encode())
@@ -70,7 +74,10 @@ def batch_files(folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--copies", type=int, default=COPIES, help="copies of each sample photo"
+    )
     args = parser.parse_args(argv)
 
     unavailable = redis_unreachable() or _postgres_unreachable()
@@ -81,24 +88,63 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "batch").mkdir()
-        files = batch_files(folder / "batch")
+        files = batch_files(folder / "batch", args.copies)
         print(
-            f"worker scaling: {len(files)} images ({len(files) // COPIES} sample "
-            f"photos x {COPIES}), {os.cpu_count()} cores, PostgreSQL + Redis"
+            f"worker scaling: {len(files)} images ({len(files) // args.copies} "
+            f"sample photos x {args.copies}), {os.cpu_count()} cores, "
+            "PostgreSQL + Redis"
         )
-        ratios = []
+        ratios, ceilings = [], []
         for round_ in range(args.rounds):
             order = (1, 2) if round_ % 2 == 0 else (2, 1)
             runs = {n: run_batch(folder, files, workers=n) for n in order}
             ratio = runs[1].seconds / runs[2].seconds
             ratios.append(ratio)
-            print(f"  round {round_ + 1}: ratio {ratio:.2f}")
+            ceiling = bare_ratio(files, folder / "bare")
+            ceilings.append(ceiling)
+            print(
+                f"  round {round_ + 1}: ratio {ratio:.2f}   (bare analysis, one / "
+                f"two processes: {ceiling:.2f})"
+            )
             for n in (1, 2):
                 print(f"    {'one' if n == 1 else 'two'} {runs[n]}")
     print(
         f"  ratio one / two workers: median {statistics.median(ratios):.2f}, "
-        f"min {min(ratios):.2f}, max {max(ratios):.2f}   (bar: >= {BAR})"
+        f"min {min(ratios):.2f}, max {max(ratios):.2f}   (bar: >= {BAR}); "
+        f"bare analysis: median {statistics.median(ceilings):.2f}"
     )
+
+
+def bare_ratio(files: list[Path], folder: Path) -> float:
+    """Time of the images through one bare analysis process over two."""
+    folder.mkdir(exist_ok=True)
+    work = [(path, folder / f"{n}.webp") for n, path in enumerate(files)]
+    seconds = {}
+    context = multiprocessing.get_context("spawn")
+    for processes in (1, 2):
+        with context.Pool(processes, initializer=_one_thread) as pool:
+            pool.starmap(_analyse, work[:processes])  # started and imported
+            started = time.perf_counter()
+            for _ in pool.imap_unordered(_analyse_pair, work, chunksize=1):
+                pass
+            seconds[processes] = time.perf_counter() - started
+    return seconds[1] / seconds[2]
+
+
+def _one_thread() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # as in the analysis processes of a worker
+
+
+def _analyse(path: Path, thumbnail: Path) -> None:
+    from image_tagger.science.pipeline import decode_and_measure
+
+    decode_and_measure(path, thumbnail)
+
+
+def _analyse_pair(pair: tuple[Path, Path]) -> None:
+    _analyse(*pair)
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ def corpus() -> list[Case]:
             "bomb.png",
             png_bomb(12_000, 10_000),
             "rejected",
-            ("120,000,000 pixels", *pixels_limit),
+            ("12000x10000 = 120,000,000 pixels", *pixels_limit),
             "FAILED",
         ),
         Case(
@@ -245,7 +245,7 @@ def corpus() -> list[Case]:
             "forged.png",
             png_forged_header(100_000, 100_000),
             "rejected",
-            ("10,000,000,000 pixels", *pixels_limit),
+            ("100000x100000 = 10,000,000,000 pixels", *pixels_limit),
             "FAILED",
         ),
         Case(
@@ -253,7 +253,7 @@ def corpus() -> list[Case]:
             "forged.jpg",
             jpeg_with_size(jpeg_bytes(105), 65_000, 65_000),
             "rejected",
-            ("4,225,000,000 pixels", *pixels_limit),
+            ("65000x65000 = 4,225,000,000 pixels", *pixels_limit),
             "FAILED",
         ),
         Case(

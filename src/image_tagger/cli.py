@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -97,7 +100,8 @@ app.add_typer(vlm_app, name="vlm")
 
 # Tables stay readable when the output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+# Messages stay one line each, however long; the terminal wraps them.
+err = Console(stderr=True, soft_wrap=True)
 
 SUMMARY_METRICS = ("fractal.dimension", "color.colorfulness", "complexity.entropy_bits")
 
@@ -107,7 +111,7 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        err.print(describe_invalid_settings(exc), highlight=False)
+        err.print(describe_invalid_settings(exc), highlight=False, markup=False)
         raise typer.Exit(2) from None
 
 
@@ -129,8 +133,67 @@ def _prepare(*, runs_jobs: bool = False) -> None:
         level=os.environ.get("IMAGE_TAGGER_LOG_LEVEL", "WARNING"),
         json=settings.log_json,
     )
-    settings.ensure_dirs()
-    upgrade_database()
+    _require_data_dir(settings)
+    _require_database(settings, upgrade_database)
+
+
+def _require_data_dir(settings: Settings) -> None:
+    """The data directory and its folders exist and take files, or a clear
+    message and exit 2."""
+    for folder in (settings.data_dir, settings.images_dir, settings.tmp_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+                # The file in the way: the folder itself, or one of its parents.
+                blocking = next(p for p in (folder, *folder.parents) if p.exists())
+                problem = f"{blocking} is a file, not a folder"
+            elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                problem = f"this user cannot write in {folder} ({exc.strerror})"
+            else:
+                problem = f"cannot use {folder} ({exc.strerror})"
+            err.print(
+                f"IMAGE_TAGGER_DATA_DIR={str(settings.data_dir)!r}: {problem}; set "
+                "it to a folder this user can create and write",
+                highlight=False,
+                markup=False,
+            )
+            raise typer.Exit(2) from None
+
+
+def _require_database(settings: Settings, upgrade: Callable[[], None]) -> None:
+    """Bring the schema up to date, or say which database is unreachable, exit 2."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        upgrade()
+    except (OperationalError, OSError) as exc:
+        # OSError: the folder of an SQLite file cannot be created.
+        url = make_url(settings.sqlalchemy_url)
+        shown = url.render_as_string(hide_password=True)
+        if isinstance(exc, OSError):
+            reason = f"{exc.strerror}: {exc.filename}"
+        else:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if url.get_backend_name() == "sqlite":
+            message = (
+                f"cannot open the SQLite database {url.database} ({reason}); check "
+                "that this user can write that file and its folder, or choose "
+                "another with IMAGE_TAGGER_DATA_DIR or IMAGE_TAGGER_DATABASE_URL"
+            )
+        else:
+            port = url.port or (5432 if url.get_backend_name() == "postgresql" else "")
+            where = f"{url.host or 'localhost'}:{port}".rstrip(":")
+            message = (
+                f"cannot connect to the database at {where} ({reason}); check that "
+                "the server is running and accepts connections there, and the "
+                f"user, password and database name in IMAGE_TAGGER_DATABASE_URL="
+                f"{shown!r}"
+            )
+        err.print(message, highlight=False, markup=False)
+        raise typer.Exit(2) from None
 
 
 @app.command(cls=Command)

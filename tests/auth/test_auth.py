@@ -136,3 +136,16 @@ def test_token_mode_refuses_two_authorization_headers(token_client):
         headers=[("Authorization", f"Bearer {admin}"), ("Authorization", "Bearer x")],
     )
     assert response.status_code == 400
+
+
+def test_a_401_in_header_mode_challenges_for_the_role_header(client):
+    # The cockpit reads it: a token form helps only where a token is asked for.
+    response = client.get("/api/v1/admin/upload/jobs")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "X-User-Role"
+
+
+def test_a_401_in_token_mode_challenges_for_a_bearer_token(token_client):
+    response = token_client.get("/api/v1/admin/upload/jobs")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"

@@ -124,6 +124,35 @@ def test_analyze_gives_the_upload_verdicts(data_dir, tmp_path):
     ]
 
 
+def test_analyze_gives_the_size_pixels_and_limit_of_a_too_large_image(
+    data_dir, tmp_path
+):
+    from corpus import jpeg_with_size, png_forged_header
+
+    # Past the limit, and past twice it (where Pillow refuses to open it).
+    near = tmp_path / "near.png"
+    near.write_bytes(png_forged_header(300, 200))
+    far = tmp_path / "far.jpg"
+    far.write_bytes(jpeg_with_size(jpeg_bytes(7), 65_000, 40_000))
+
+    result = _cli(
+        data_dir,
+        "analyze",
+        "--json",
+        str(near),
+        str(far),
+        IMAGE_TAGGER_MAX_IMAGE_PIXELS="50000",
+    )
+
+    assert result.returncode == 1
+    assert [json.loads(line)["error"] for line in result.stdout.splitlines()] == [
+        "image has 300x200 = 60,000 pixels; the limit is 50,000 pixels, set "
+        "IMAGE_TAGGER_MAX_IMAGE_PIXELS to raise it",
+        "image has 65000x40000 = 2,600,000,000 pixels; the limit is 50,000 "
+        "pixels, set IMAGE_TAGGER_MAX_IMAGE_PIXELS to raise it",
+    ]
+
+
 def test_token_commands_say_which_database_they_used(data_dir):
     database = f"sqlite:///{data_dir / 'image_tagger.db'}"
 

@@ -29,6 +29,28 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def assert_tables_fit(page, wraps: str = "#jobs-wrap, #items-wrap") -> None:
+    """The page and the tables in these boxes fit: nothing to scroll sideways,
+    every cell of a table's first row inside its box."""
+    page_scroll, page_width = page.evaluate(
+        "() => [document.scrollingElement.scrollWidth,"
+        " document.scrollingElement.clientWidth]"
+    )
+    assert page_scroll <= page_width, (page_scroll, page_width)
+    boxes = page.locator(wraps)
+    assert boxes.count() > 0, wraps
+    for box in boxes.all():
+        scroll, client = box.evaluate("b => [b.scrollWidth, b.clientWidth]")
+        assert scroll <= client, (box.get_attribute("id"), scroll, client)
+        right = box.evaluate("b => b.getBoundingClientRect().right")
+        cells = box.locator("tbody tr").first.locator("th, td")
+        for cell in cells.all():
+            if cell.is_visible():
+                assert cell.bounding_box()["x"] + cell.bounding_box()["width"] <= (
+                    right + 0.5
+                ), (box.get_attribute("id"), cell.inner_text())
+
+
 def assert_stayed_on_machine(page, base_url: str) -> None:
     assert page.requests, "the page made no request at all"
     assert page.watch.blocked == []
@@ -74,6 +96,10 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
     page.locator("#cockpit").wait_for(state="visible")
     assert "token" not in page.url
     assert page.evaluate("sessionStorage.getItem('image-tagger.token')") == token
+    assert page.locator("#session-state").inner_text() == (
+        "Signed in as admin · token, this tab only"
+    )
+    assert page.locator("#sign-out").is_visible()
     assert page.locator("#jobs-empty").is_visible()
 
     page.set_input_files("#file-input", [*photos, not_an_image])
@@ -101,7 +127,12 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
     job_id = int(job_row.locator("th").inner_text().lstrip("#"))
     job = api(server, token, f"upload/jobs/{job_id}")
     assert job["status"] == "COMPLETED_WITH_ERRORS"
-    assert job["error_summary"] in job_row.inner_text()
+    # The count once, then the summary's first reason (not the count again).
+    count, reason = job["error_summary"].split("; ", 1)
+    assert count == "1 failed"
+    errors = job_row.locator("td").nth(2).inner_text()
+    assert re.findall(r"\d+ failed", errors) == ["1 failed"]
+    assert reason in errors
     assert "refreshing" not in page.locator("#jobs-refresh-state").inner_text()
     screenshot(page, "cockpit-after-job")
 
@@ -118,6 +149,33 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
     metrics = photo["analysis"]["metrics"]
     figures = page.locator("#histogram-grid figure")
     assert figures.count() == len(metrics)
+    summary_errors = page.locator("#job-summary dd").nth(2).inner_text()
+    assert summary_errors.splitlines() == ["1 failed", reason]
+    # With the job open beside the lists at 1280 px and alone at 1024 px, both
+    # tables fit without sideways scrolling.
+    assert page.locator("#job").bounding_box()["x"] > 500  # beside, not below
+    assert_tables_fit(page)
+    assert page.locator("#jobs-table .time-short").first.is_visible()
+    assert page.locator("#items-table th.col-attempts").is_hidden()
+    # Metric names break only after a dot or underscore: every piece between
+    # those break points stays on one line.
+    names = page.locator("#histogram-grid .metric-name")
+    assert names.count() == len(metrics)
+    split = names.evaluate_all(
+        """spans => spans.filter(s => [...s.childNodes]
+            .filter(n => n.nodeType === Node.TEXT_NODE)
+            .some(n => { const r = document.createRange(); r.selectNodeContents(n);
+                         return r.getClientRects().length !== 1; }))
+            .map(s => s.title)"""
+    )
+    assert split == []
+    assert names.evaluate_all("spans => spans.map(s => s.title)") == [
+        n.get_attribute("data-metric") for n in figures.all()
+    ]
+    page.set_viewport_size({"width": 1024, "height": 900})
+    assert_tables_fit(page)
+    assert page.locator("#items-table th.col-attempts").is_visible()
+    page.set_viewport_size({"width": 1280, "height": 900})
     fractal = page.locator('#histogram-grid figure[data-metric="fractal.dimension"]')
     bars = fractal.locator("rect")
     counted = sum(
@@ -150,8 +208,22 @@ def test_upload_watch_and_inspect_a_job(server, page_for, tmp_path: Path):
     ledger = page.locator("#costs-body").inner_text()
     assert "no cap set" in ledger and "No model calls yet." in ledger
     assert "null" not in ledger
+
+    # A photo uploaded again: its verdict names the job that analysed it.
+    page.set_input_files("#file-input", photos[:1])
+    again = page.locator(".upload-file .verdict").first
+    again.locator(".earlier").wait_for()
+    assert again.inner_text().splitlines() == [
+        f"duplicate: same bytes as image {job['items'][0]['image_id']} uploaded before",
+        f"Analysed before in job #{job_id}.",
+    ]
+    assert "earlier-completed" in again.get_attribute("class")
+
     page.set_viewport_size({"width": 390, "height": 844})
+    assert_tables_fit(page)
     screenshot(page, "cockpit-phone-job")
+    page.set_viewport_size({"width": 320, "height": 640})
+    assert_tables_fit(page)
     assert_stayed_on_machine(page, server.url)
 
 
@@ -167,7 +239,12 @@ def test_a_tagger_session_is_told_why_it_may_not_enter(server, page_for):
     assert "403 Forbidden" in text
     assert "this needs the admin role; your role is 'tagger'" in text
     assert "image-tagger token create --role admin" in text
+    assert page.locator("#forbidden-proxy").is_hidden()
     assert page.locator("#cockpit").is_hidden()
+    assert page.locator("#session-state").inner_text() == (
+        "Signed in as tagger · not admin · token, this tab only"
+    )
+    assert page.locator("#sign-out").is_visible()
     screenshot(page, "cockpit-tagger-403")
     assert_stayed_on_machine(page, server.url)
 
@@ -183,6 +260,10 @@ def test_no_token_asks_to_sign_in_and_a_pasted_token_works(server, page_for):
     # A locator waits without evaluating a string, which the page's policy
     # (no 'unsafe-eval') would refuse whenever the first check comes too early.
     page.locator("#sign-in-reason", has_text="invalid").wait_for()
+    # A refused token signs nobody in: nothing to sign out of.
+    assert page.locator("#session-state").inner_text() == "Not signed in"
+    assert page.locator("#sign-out").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('image-tagger.token')") is None
     page.fill("#token-input", server.sign_in_link.split("#token=")[1])
     page.press("#token-input", "Enter")
     page.locator("#cockpit").wait_for(state="visible")
@@ -246,11 +327,48 @@ def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
     )
     server.start()
     try:
+        # Reached without the proxy: what the proxy must set, and no token
+        # form, which could not help in header mode.
+        lost = page_for()
+        lost.goto(f"{server.url}/admin/")
+        lost.locator("#proxy-sign-in").wait_for(state="visible")
+        assert (
+            "missing X-User-Role header" in lost.locator("#sign-in-reason").inner_text()
+        )
+        assert "X-User-Role: admin" in lost.locator("#proxy-sign-in").inner_text()
+        assert lost.locator("#token-sign-in").is_hidden()
+        assert lost.locator("#token-input").is_hidden()
+        assert lost.locator("#sign-out").is_hidden()
+        assert lost.locator("#session-state").inner_text() == (
+            "Not signed in: the proxy sent no role"
+        )
+        screenshot(lost, "cockpit-header-mode-no-role")
+        assert_stayed_on_machine(lost, server.url)
+
+        # A role from the proxy that is not admin: what the proxy must send
+        # instead; no token to sign out of or to create.
+        tagger = page_for(headers={"X-User-Role": "tagger"})
+        tagger.goto(f"{server.url}/admin/")
+        tagger.locator("#forbidden").wait_for(state="visible")
+        assert "X-User-Role: admin" in tagger.locator("#forbidden-proxy").inner_text()
+        assert tagger.locator("#forbidden-token").is_hidden()
+        assert "token" not in tagger.locator("#forbidden").inner_text()
+        assert tagger.locator("#sign-out").is_hidden()
+        assert tagger.locator("#session-state").inner_text() == (
+            "Signed in as tagger · not admin · role from the proxy"
+        )
+        screenshot(tagger, "cockpit-header-mode-tagger")
+
         # The proxy's header, as the browser's requests would carry it.
         page = page_for(headers={"X-User-Role": "admin"})
         page.goto(f"{server.url}/admin/")
         page.locator("#cockpit").wait_for(state="visible")
-        assert "role header" in page.locator("#session-state").inner_text()
+        assert page.locator("#session-state").inner_text() == (
+            "Signed in as admin · role from the proxy's X-User-Role header"
+        )
+        assert page.locator("#sign-out").is_hidden()
+        assert page.locator("#sign-in").is_hidden()
+        assert page.locator("#token-input").is_hidden()
 
         photo = SAMPLE_PHOTOS[0]
         transfer = page.evaluate_handle(
@@ -298,7 +416,29 @@ def test_header_mode_behind_a_proxy_and_drag_and_drop(page_for, tmp_path: Path):
         page.locator("#job-summary .badge", has_text="COMPLETED").wait_for(
             timeout=JOB_TIMEOUT_MS
         )
-        page.locator("#histogram-grid figure").first.wait_for()
+        # One image: its values in a table, not a row of flat histograms.
+        values = page.locator("#metric-values table")
+        values.wait_for()
+        assert (
+            "histograms need at least 3"
+            in page.locator("#histograms-note").inner_text()
+        )
+        assert page.locator("#histogram-grid figure").count() == 0
+        item = httpx2.get(
+            f"{server.url}/api/v1/admin/upload/jobs/{job_id}",
+            headers={"X-User-Role": "admin"},
+        ).json()["items"][0]
+        image = httpx2.get(
+            f"{server.url}/api/v1/admin/images/{item['image_id']}",
+            headers={"X-User-Role": "admin"},
+        ).json()
+        metrics = image["analysis"]["metrics"]
+        rows = values.locator("tbody tr")
+        assert rows.count() == len(metrics)
+        fractal = values.locator('tr[data-metric="fractal.dimension"] td')
+        assert abs(float(fractal.inner_text()) - metrics["fractal.dimension"]) < 1e-3
+        assert values.locator("thead th").all_inner_texts() == ["Metric", photo.name]
+        screenshot(page, "cockpit-one-image-values")
         assert page.locator("#job-live").inner_text() == "Finished"
         page.keyboard.press("Escape")
         assert page.locator("#job").is_hidden()
@@ -473,21 +613,48 @@ def _costs_and_vlm(server: ServerProcess, page_for) -> None:
         [t["tool"], *numbers(t, tokens), usd(t["cost_usd"])]
         for t in costs["by_analyzer"]
     ]
-    recent = cells(tables.nth(3))
-    assert len(recent) == len(costs["recent"])
-    for shown, call in zip(recent, costs["recent"], strict=True):
+    # Each recent call: two facts to a cell (side by side where the table is
+    # wide, one above the other beside an open job, as here).
+    recent = tables.nth(3).locator("tbody tr")
+    assert recent.count() == len(costs["recent"])
+    for row, call in zip(recent.all(), costs["recent"], strict=True):
+
+        def parts(column: str, row=row) -> list[str]:
+            return row.locator(f"td.col-{column} .part").all_inner_texts()
+
         outcome = (
             f"{call['outcome']}: {call['error']}" if call["error"] else call["outcome"]
         )
-        assert shown[1:5] == [
-            call["tool"],
-            call["model"],
-            f"{call['input_tokens']:,} in / {call['output_tokens']:,} out",
-            usd(call["cost_usd"]),
+        assert parts("call") == [call["tool"], call["model"]]
+        assert parts("tokens") == [
+            f"{call['input_tokens']:,} in",
+            f"{call['output_tokens']:,} out",
         ]
-        assert shown[5] == f"{math.floor(call['latency_ms'] + 0.5)} ms"  # Math.round
-        assert shown[6:] == [outcome, f"image {call['image_id']}, job {job_id}"]
+        assert parts("cost") == [
+            usd(call["cost_usd"]),
+            f"{math.floor(call['latency_ms'] + 0.5)} ms",  # Math.round
+        ]
+        assert parts("for") == [f"image {call['image_id']}", f"job {job_id}"]
+        assert row.locator("td.col-outcome").inner_text() == outcome
+        assert row.locator("td.col-call").inner_text() == (
+            f"{call['tool']}\n{call['model']}"
+        )
     assert any(call["outcome"] != "ok" for call in costs["recent"])
+    # Beside the open job at 1280 px, and on their own at 1024 px and at phone
+    # width, the ledger's tables fit: nothing to scroll sideways.
+    assert page.locator("#job").bounding_box()["x"] > 500
+    assert_tables_fit(page, "#costs-body .table-wrap")
+    assert recent.first.locator(".time-short").is_visible()
+    page.set_viewport_size({"width": 1024, "height": 900})
+    assert_tables_fit(page, "#costs-body .table-wrap")
+    assert recent.first.locator("td.col-call").inner_text() == (
+        f"{costs['recent'][0]['tool']} · {costs['recent'][0]['model']}"
+    )
+    assert recent.first.locator(".time-long").is_visible()
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_tables_fit(page, "#costs-body .table-wrap")
+    screenshot(page, "cockpit-phone-costs")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # One photo: its cognitive ratings and the patterns analyzer's error.
     page.locator("#items-table button.filename").first.click()
@@ -695,6 +862,23 @@ def _retry_and_export(server: ServerProcess, page_for, data_dir: Path) -> None:
     assert page.locator("#job-cancel").is_hidden()
     screenshot(page, "cockpit-job-retry")
 
+    # The same photo uploaded again: its verdict says the earlier try failed.
+    page.set_input_files("#file-input", SAMPLE_PHOTOS[:1])
+    verdict = page.locator(".upload-file .verdict").first
+    verdict.locator(".earlier").wait_for()
+    assert "verdict-duplicate" in verdict.get_attribute("class")
+    assert "earlier-failed" in verdict.get_attribute("class")
+    assert verdict.locator(".earlier").inner_text() == (
+        f"Its earlier analysis failed in job #{job_id}: "
+        f"{failed['error_message']}. This job tries again."
+    )
+    assert verdict.inner_text().startswith(
+        f"duplicate: same bytes as image {broken['id']} uploaded before"
+    )
+    # Its long reason wraps inside the upload panel.
+    assert page.locator("#upload").evaluate("p => p.scrollWidth <= p.clientWidth")
+    screenshot(page, "cockpit-reupload-of-a-failure")
+
     aside.rename(stored)
     press(page, "#job-retry")
     message = page.locator("#job-message")
@@ -762,18 +946,20 @@ def test_the_ledger_shows_calls_in_flight_then_their_outcome(page_for, tmp_path:
             summary = ledger.locator(".costs-summary").inner_text()
             assert "(2 calls in flight, in any process)" in summary
             assert usd(costs["reserved_usd"]) in summary and costs["reserved_usd"] > 0
-            recent = cells(ledger.locator("table").nth(3))
-            assert [row[2:] for row in recent] == [
-                [PRICED_MODEL, "–", "not known yet", "–", "in flight", row[7]]
-                for row in recent
-            ]
-            assert len(recent) == 2
+            rows = page.locator("#recent-calls tbody tr")
+            assert rows.count() == 2
+            for row in rows.all():
+                cost = row.locator("td.col-cost .part").all_inner_texts()
+                assert cost == ["not known yet", "–"]
+                assert row.locator("td.col-tokens").inner_text() == "–"
+                assert row.locator("td.col-outcome").inner_text() == "in flight"
 
             # Read again when the job ends: the same calls, answered.
-            ledger.locator("td", has_text=re.compile(r"^ok$")).nth(1).wait_for(
+            outcomes = page.locator("#recent-calls td.col-outcome")
+            outcomes.filter(has_text=re.compile(r"^ok$")).nth(1).wait_for(
                 timeout=JOB_TIMEOUT_MS
             )
-            assert "in flight" not in ledger.locator("table").nth(3).inner_text()
+            assert outcomes.all_inner_texts() == ["ok", "ok"]
             assert "(calls in flight)" in ledger.locator(".costs-summary").inner_text()
         finally:
             server.stop()

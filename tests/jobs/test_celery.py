@@ -17,6 +17,7 @@ from helpers import FINAL, free_port, jpeg_bytes, upload, wait_for_job
 from sqlalchemy import func, select
 from workers import (
     WorkerProcess,
+    broker_url,
     queue_settings,
     redis_unreachable,
     remove_keys,
@@ -153,6 +154,17 @@ def test_healthz_reports_an_unreachable_broker(data_dir, monkeypatch):
     assert body["queue"]["backend"] == "celery"
     assert body["queue"]["ok"] is False
     assert "Connection refused" in body["queue"]["error"]
+
+
+def test_healthz_counts_the_tasks_waiting_under_the_key_prefix(api, scaled_out):
+    assert scaled_out["IMAGE_TAGGER_BROKER_KEY_PREFIX"]  # the queue's keys have one
+    files = [(f"{n}.jpg", jpeg_bytes(n)) for n in range(3)]
+    upload(api, files)  # no worker runs: the tasks wait in the queue
+
+    health = api.get("/healthz").json()
+
+    assert health["queue"]["queued"] == 3
+    assert health["queue"]["broker"] == broker_url()  # no password to hide
 
 
 def test_two_worker_processes_share_a_batch(api, scaled_out, tmp_path):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import httpx2
+import pytest
 from helpers import (
     ADMIN,
     ServerProcess,
@@ -131,6 +133,64 @@ def test_a_new_stream_first_replays_every_item_recorded_so_far(
         ("job", job_id),
         ("end", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("last_event_id", "problem"),
+    [
+        ("42", "is not an item event's id"),
+        ("last", "is not an item event's id"),
+        ("2026-12-03T19:20:01", "is not an item event's id"),  # no UTC offset
+        ("0001-01-01T00:00:00+00:00", "is out of range"),
+        ("9999-12-31T23:59:59-14:00", "is out of range"),
+        ("9999-12-31T23:59:59+00:00", "is in the future"),
+    ],
+)
+def test_a_last_event_id_that_no_event_had_is_a_400_saying_what_to_send(
+    record_only_client, last_event_id, problem
+):
+    client = record_only_client
+    job_id = upload(client, [("a.jpg", jpeg_bytes(125))]).json()["job_id"]
+
+    response = client.get(
+        f"{JOBS}/{job_id}/events", headers={**ADMIN, "Last-Event-ID": last_event_id}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        f"Last-Event-ID {last_event_id!r} {problem}; send the id of the last item "
+        "event received (its finished_at, like 2026-12-03T19:20:01.123456+00:00), "
+        "or no Last-Event-ID to get every item from the start"
+    )
+
+
+def test_a_last_event_id_in_another_utc_offset_is_the_same_instant(
+    record_only_client,
+):
+    client = record_only_client
+    job_id = upload(client, [("a.jpg", jpeg_bytes(126))]).json()["job_id"]
+    _record(job_id)
+    client.post(f"{JOBS}/{job_id}/cancel", headers=ADMIN)
+    (first,) = [
+        data
+        for event, data, _ in _events(
+            client.get(f"{JOBS}/{job_id}/events", headers=ADMIN)
+        )
+        if event == "item"
+    ]
+    seen = datetime.fromisoformat(first["finished_at"])
+    east = seen.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+
+    before = client.get(
+        f"{JOBS}/{job_id}/events",
+        headers={**ADMIN, "Last-Event-ID": (seen - timedelta(seconds=1)).isoformat()},
+    )
+    after = client.get(
+        f"{JOBS}/{job_id}/events", headers={**ADMIN, "Last-Event-ID": east}
+    )
+
+    assert [e for e, _, _ in _events(before)] == ["item", "job", "end"]
+    assert [e for e, _, _ in _events(after)] == ["job", "end"]
 
 
 def test_events_need_the_admin_role_and_a_job(record_only_client):

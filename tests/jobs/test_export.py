@@ -19,7 +19,7 @@ from helpers import (
     upload,
     wait_for_job,
 )
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from image_tagger.db import session_scope
 from image_tagger.images.models import ImageAnalysis
@@ -255,3 +255,61 @@ def test_exports_of_different_jobs_have_the_same_columns_and_types(client):
     assert first["vlm.cognitive.status"] == "skipped"
     assert first["vlm.cognitive.coherence"] == ""
     assert float(first["vlm.patterns.prospect.presence"]) == 0.9
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_start_with_an_apostrophe(
+    client, data_dir, tmp_path
+):
+    names = ["=IMPORTXML(CONCAT(A1),B1).jpg", "+1+2.jpg", "-3+4.jpg"]
+    names += ["@SUM(A1).jpg", "plain=name.jpg"]
+    files = [(name, jpeg_bytes(110 + n)) for n, name in enumerate(names)]
+    body = upload(client, files).json()
+    wait_for_job(client, body["job_id"])
+    first = body["image_ids"][0]
+    with session_scope(write=True) as session:
+        analysis = session.scalars(
+            select(ImageAnalysis).where(ImageAnalysis.image_id == first)
+        ).one()
+        analysis.metrics = {**analysis.metrics, "color.lightness_mean": -1.5}
+        analysis.vlm = {
+            "cognitive": {"status": "skipped", "reason": "\r=1+1 budget reached"},
+            "patterns": {
+                "status": "ok",
+                "model": "-model",
+                "result": {"patterns": {"prospect": {"evidence": "\t=2+2 a view"}}},
+            },
+        }
+    url = f"{JOBS}/{body['job_id']}/export"
+
+    response = client.get(f"{url}?format=csv", headers=ADMIN)
+    command = subprocess.run(
+        [sys.executable, "-m", "image_tagger.cli", "export", str(body["job_id"])]
+        + ["--format", "csv", "-o", str(tmp_path / "out.csv")],
+        env=child_env(data_dir),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    parquet = client.get(f"{url}?format=parquet", headers=ADMIN).content
+
+    assert command.returncode == 0, command.stderr
+    assert (tmp_path / "out.csv").read_bytes() == response.content
+    rows = list(csv.DictReader(io.StringIO(response.text, newline="")))
+    assert [row["filename"] for row in rows] == [
+        "'=IMPORTXML(CONCAT(A1),B1).jpg",
+        "'+1+2.jpg",
+        "'-3+4.jpg",
+        "'@SUM(A1).jpg",
+        "plain=name.jpg",
+    ]
+    assert rows[0]["vlm.cognitive.reason"] == "'\r=1+1 budget reached"
+    assert rows[0]["vlm.patterns.model"] == "'-model"
+    assert rows[0]["vlm.patterns.prospect.evidence"] == "'\t=2+2 a view"
+    assert rows[0]["color.lightness_mean"] == "-1.5"  # a number, left alone
+    # Parquet is read by programs, not spreadsheets: the values as they are.
+    kept = pq.read_table(io.BytesIO(parquet)).to_pylist()
+    assert [row["filename"] for row in kept] == names
+    assert kept[0]["vlm.cognitive.reason"] == "\r=1+1 budget reached"
+    assert kept[0]["vlm.patterns.prospect.evidence"] == "\t=2+2 a view"
+    assert kept[0]["color.lightness_mean"] == -1.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from helpers import (
     ADMIN,
     SAMPLE_PHOTOS,
@@ -78,12 +79,44 @@ def test_same_bytes_reuse_the_image_and_are_not_analysed_again(client, data_dir)
 
     second = upload(client, [("b.jpg", photo)]).json()
     assert second["files"][0]["status"] == "duplicate"
+    assert second["files"][0]["earlier"] == {
+        "job_id": first["job_id"],
+        "status": "COMPLETED",
+        "error_message": None,
+    }
     assert second["image_ids"] == first["image_ids"]
     job = wait_for_job(client, second["job_id"])
     assert job["status"] == "COMPLETED"
     assert "already analysed" in job["items"][0]["note"]
     thumb = client.get(f"/api/v1/admin/images/{image_id}/thumbnail", headers=ADMIN)
     assert thumb.status_code == 200
+
+
+def test_a_duplicate_of_a_failed_image_says_how_it_failed(record_only_client, data_dir):
+    from image_tagger.jobs.runner import run_upload_job
+
+    client = record_only_client
+    photo = jpeg_bytes(7)
+    first = upload(client, [("lost.jpg", photo)]).json()
+    assert first["files"][0]["earlier"] is None
+    sha256 = hashlib.sha256(photo).hexdigest()
+    (stored,) = data_dir.glob(f"images/**/{sha256}.*")
+    stored.unlink()  # gone before its job runs, so its analysis fails
+    run_upload_job(first["job_id"])
+    failed = client.get(
+        f"/api/v1/admin/upload/jobs/{first['job_id']}", headers=ADMIN
+    ).json()["items"][0]
+    assert failed["status"] == "FAILED" and failed["error_message"]
+
+    again = upload(client, [("lost-again.jpg", photo)]).json()
+
+    verdict = again["files"][0]
+    assert verdict["status"] == "duplicate"
+    assert verdict["earlier"] == {
+        "job_id": first["job_id"],
+        "status": "FAILED",
+        "error_message": failed["error_message"],
+    }
 
 
 def test_type_is_decided_by_content_not_by_name(client):
@@ -226,6 +259,110 @@ def test_a_body_cut_off_mid_file_is_refused_and_nothing_is_stored(client, data_d
 def test_a_malformed_boundary_is_a_400_not_a_500(client):
     response = _raw_upload(client, b"--x\r\n", "x" * 300)
     assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "the multipart body could not be read: the boundary in the Content-Type "
+        "header is 300 bytes long, more than the 256 allowed; send a shorter one "
+        "(HTTP clients choose about 40); nothing was stored"
+    )
+
+
+HOW_TO_SEND = (
+    "send the images as multipart/form-data, each file in the field 'files' "
+    "(curl -F files=@photo.jpg ...; HTTP clients write the Content-Type and its "
+    "boundary themselves)"
+)
+PART = (
+    b'--B\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\n'
+    b"photo\r\n--B--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "detail"),
+    [
+        (
+            None,
+            PART,
+            415,
+            f"the request has no Content-Type header; {HOW_TO_SEND}",
+        ),
+        (
+            "application/json",
+            b"{}",
+            415,
+            "the request's Content-Type is 'application/json', not "
+            f"multipart/form-data; {HOW_TO_SEND}",
+        ),
+        (
+            "multipart/mixed; boundary=B",
+            PART,
+            415,
+            "the request's Content-Type is 'multipart/mixed', not "
+            f"multipart/form-data; {HOW_TO_SEND}",
+        ),
+        (
+            "multipart/form-data",
+            PART,
+            400,
+            "the Content-Type multipart/form-data has no boundary parameter, so its "
+            f"parts cannot be told apart; {HOW_TO_SEND}",
+        ),
+        (
+            "multipart/form-data; boundary=B",
+            b"",
+            400,
+            f"the request body is empty; {HOW_TO_SEND}",
+        ),
+        (
+            "multipart/form-data; boundary=C",
+            PART,
+            400,
+            "the multipart body could not be read: the body does not follow the "
+            "boundary 'C' of the Content-Type header: each part must begin with a "
+            "line '--C' and the body end with '--C--'; send the header and the body "
+            "that an HTTP client writes together; nothing was stored",
+        ),
+        (
+            "multipart/form-data; boundary=B",
+            PART[:60],
+            400,
+            "the multipart body ended before its closing boundary (the upload was "
+            "cut off); nothing was stored, send it again",
+        ),
+        (
+            "multipart/form-data; boundary=B",
+            b"--B\r\nno colon here\r\n\r\nphoto\r\n--B--\r\n",
+            400,
+            "the multipart body could not be read: a part's headers are malformed "
+            "(Found invalid character 32 in header at 7): each part needs a line "
+            '\'Content-Disposition: form-data; name="files"; '
+            "filename=\"photo.jpg\"', then an empty line, then the file's bytes; "
+            "nothing was stored",
+        ),
+    ],
+    ids=[
+        "no content type",
+        "json",
+        "multipart/mixed",
+        "no boundary",
+        "empty body",
+        "other boundary",
+        "cut off",
+        "bad part header",
+    ],
+)
+def test_a_malformed_request_says_what_was_wrong_and_what_to_send(
+    client, data_dir, content_type, body, status, detail
+):
+    headers = dict(ADMIN)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+
+    response = client.post("/api/v1/admin/upload", content=body, headers=headers)
+
+    assert (response.status_code, response.json()["detail"]) == (status, detail)
+    assert list((data_dir / "tmp").iterdir()) == []
+    assert client.get("/api/v1/admin/upload/jobs", headers=ADMIN).json()["jobs"] == []
 
 
 def test_an_upload_whose_files_are_all_rejected_answers_failed(client):

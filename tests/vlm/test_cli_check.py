@@ -118,7 +118,7 @@ def test_a_bad_setting_is_told_in_our_words_without_pydantic_prefixes(data_dir):
 
     assert result.returncode == 2
     assert "Value error" not in result.stderr
-    assert result.stderr.splitlines()[1:] == [
-        "  set both IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and "
+    assert result.stderr.splitlines() == [
+        "invalid settings: set both IMAGE_TAGGER_VLM_PRICE_INPUT_PER_MTOK_USD and "
         "IMAGE_TAGGER_VLM_PRICE_OUTPUT_PER_MTOK_USD, or neither"
     ]

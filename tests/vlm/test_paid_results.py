@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,6 +70,41 @@ def test_reanalyze_all_without_a_provider_keeps_the_paid_ratings(
     (row,) = csv.DictReader(io.StringIO(export.text))
     assert float(row["vlm.cognitive.coherence"]) == fake.score
     assert len(fake.log) == 2  # nothing asked again
+
+
+def test_reanalyze_all_with_the_provider_computes_metrics_again_but_asks_no_model(
+    data_dir, vlm_env, fake
+):
+    with app_client() as client:
+        before = _rated_image(client, fake, jpeg_bytes(12))
+
+    # The same provider and model configured in the CLI process.
+    vlm = {k: v for k, v in os.environ.items() if k.startswith("IMAGE_TAGGER_VLM_")}
+    dispose_engines()
+    result = subprocess.run(
+        [sys.executable, "-m", "image_tagger.cli", "reanalyze", "--all"],
+        env=child_env(data_dir, COLUMNS="200", **vlm),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = int(result.stdout.split("job ", 1)[1].split(":", 1)[0])
+
+    with app_client() as client:
+        after = client.get(f"/api/v1/admin/images/{before['id']}", headers=ADMIN).json()
+        job = client.get(f"/api/v1/admin/upload/jobs/{job_id}", headers=ADMIN).json()
+        costs = client.get("/api/v1/admin/costs", headers=ADMIN).json()
+    assert job["status"] == "COMPLETED"
+    assert job["items"][0]["status"] == "COMPLETED"
+    # The metrics were computed again (the analysis row was rewritten) ...
+    assert after["analysis"]["updated_at"] > before["analysis"]["updated_at"]
+    assert after["analysis"]["metrics"] == before["analysis"]["metrics"]
+    # ... and the paid ratings kept, with no new request and no new ledger row.
+    assert after["analysis"]["vlm"] == before["analysis"]["vlm"]
+    assert len(fake.log) == 2
+    assert sum(day["calls"] for day in costs["by_day"]) == 2
 
 
 def test_an_error_does_not_replace_a_stored_result_but_a_new_answer_does(

@@ -21,11 +21,13 @@ class Principal:
     name: str
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def _unauthorized(detail: str, *, scheme: str = "Bearer") -> HTTPException:
+    """A 401 whose challenge names what would let the caller in: a bearer token,
+    or in header mode the proxy's role header (a browser cannot supply that)."""
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         detail=detail,
-        headers={"WWW-Authenticate": "Bearer"},
+        headers={"WWW-Authenticate": scheme},
     )
 
 
@@ -57,7 +59,8 @@ def current_principal(
         if not role:
             raise _unauthorized(
                 f"missing {ROLE_HEADER} header; the proxy in front of the service "
-                "must set it (auth mode is 'header')"
+                "must set it (auth mode is 'header')",
+                scheme=ROLE_HEADER,
             )
         if role not in ROLES:
             raise HTTPException(

@@ -22,6 +22,7 @@ import os
 import re
 import warnings
 from functools import lru_cache
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -64,9 +65,16 @@ class ImageDecodeError(ValueError):
 class ImageTooLargeError(ImageDecodeError):
     """The image has more pixels than the decoder will allocate."""
 
+    def __init__(self, message: str, *, size: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        #: Width and height the header declares, when they could be read.
+        self.size = size
+
     @property
     def pixels(self) -> int | None:
         """The pixel count the header declares, when the decoder said it."""
+        if self.size is not None:
+            return self.size[0] * self.size[1]
         found = re.search(r"\((\d+) pixels\)", str(self))
         return int(found.group(1)) if found else None
 
@@ -113,7 +121,9 @@ def open_image_header(
                     width, height = height, width
                 return image.format or "UNKNOWN", width, height
         except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(_too_large_message(exc)) from exc
+            raise ImageTooLargeError(
+                _too_large_message(exc), size=_declared_size(fp, upright=upright)
+            ) from exc
         except UnidentifiedImageError as exc:
             raise ImageDecodeError(_UNIDENTIFIED) from exc
         except ValueError as exc:
@@ -122,6 +132,32 @@ def open_image_header(
             raise ImageDecodeError(f"the image header is corrupt: {exc}") from exc
         except Exception as exc:
             raise ImageDecodeError(f"the image header is corrupt: {exc}") from exc
+
+
+def _declared_size(fp: BinaryIO, *, upright: bool) -> tuple[int, int] | None:
+    """The width and height in a header that Pillow refused to open for its
+    pixel count (its refusal gives the count only), or None.
+
+    Each registered format that claims the first bytes reads its header, as
+    ``Image.open`` does, but without the pixel-count check; no pixel is read.
+    """
+    fp.seek(0)
+    prefix = fp.read(16)
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        try:
+            claimed = accept(prefix) if accept else True
+            if isinstance(claimed, str) or not claimed:  # a str: a warning
+                continue
+            fp.seek(0)
+            image = factory(fp, "")
+            width, height = image.size
+            if upright and _header_orientation(image) in (5, 6, 7, 8):
+                width, height = height, width
+        except Exception:
+            continue
+        return width, height
+    return None
 
 
 def _header_orientation(image: Image.Image) -> int:

@@ -27,7 +27,7 @@ from image_tagger.db import session_scope
 from image_tagger.jobs import service
 from image_tagger.jobs.pool import ComputePool
 from image_tagger.jobs.runner import process_one_item
-from image_tagger.settings import Settings, get_settings
+from image_tagger.settings import Settings, get_settings, hide_password
 from image_tagger.vlm.ledger import interrupt_stale_calls
 
 log = structlog.get_logger(__name__)
@@ -91,18 +91,21 @@ def queued_tasks(app: Celery, queue: str) -> int:
         connection.ensure_connection(
             max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS
         )
+        channel = connection.default_channel
+        if connection.transport_cls in ("redis", "rediss"):
+            # Redis: the length of the queue's lists. (A passive declare looks
+            # for the queue without the key prefix, and finds none with one.)
+            return channel._size(queue)
         try:
-            declared = connection.default_channel.queue_declare(
-                queue=queue, passive=True
-            )
+            declared = channel.queue_declare(queue=queue, passive=True)
         except connection.channel_errors:
-            return 0  # the queue was never declared, or Redis dropped it empty
+            return 0  # the queue was never declared
         return declared.message_count
 
 
 def broker_health(app: Celery, queue: str) -> dict:
     """Whether the broker answers, and how many tasks wait in the queue."""
-    broker = app.connection_for_write().as_uri()  # the password masked
+    broker = hide_password(app.conf.broker_url)
     try:
         queued = queued_tasks(app, queue)
     except (OperationalError, OSError) as exc:

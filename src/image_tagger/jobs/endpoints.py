@@ -23,7 +23,11 @@ from image_tagger.auth.dependencies import AdminPrincipal
 from image_tagger.db import session_scope, utcnow
 from image_tagger.http import Offset, RowId
 from image_tagger.jobs import export, service
-from image_tagger.jobs.events import job_events, parse_last_event_id
+from image_tagger.jobs.events import (
+    BadLastEventId,
+    job_events,
+    parse_last_event_id,
+)
 from image_tagger.jobs.models import JobStatus, UploadJob, UploadJobItem
 from image_tagger.jobs.schemas import (
     ItemOut,
@@ -202,7 +206,10 @@ def export_job(
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        400: {"description": "a Last-Event-ID that is no item event's id"},
+    },
 )
 def job_event_stream(
     job_id: RowId,
@@ -216,10 +223,14 @@ def job_event_stream(
     with session_scope() as session:
         if session.get(UploadJob, job_id) is None:
             raise _not_found(job_id)
+    try:
+        since = parse_last_event_id(last_event_id)
+    except BadLastEventId as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     return StreamingResponse(
         job_events(
             job_id,
-            since=parse_last_event_id(last_event_id),
+            since=since,
             disconnected=request.is_disconnected,
         ),
         media_type="text/event-stream",

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import anyio
 from sqlalchemy import and_, or_, select
@@ -120,15 +120,47 @@ def format_event(event: str, data: dict, *, event_id: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+class BadLastEventId(ValueError):
+    """A ``Last-Event-ID`` that is not the id of an item event of this stream."""
+
+
+# A reconnecting client's id may be ahead of this server's clock by as much
+# as another machine's clock leads it; not by more than this.
+LAST_EVENT_ID_LEAD = timedelta(days=1)
+
+
 def parse_last_event_id(value: str | None) -> datetime | None:
-    """The ``finished_at`` a reconnecting client last saw, if it sent one."""
+    """The ``finished_at`` a reconnecting client last saw, if it sent one.
+
+    Raises :class:`BadLastEventId`, saying what to send, for a value that no
+    item event carries: not a timestamp with its UTC offset, or one outside
+    the range an item can have finished in.
+    """
     if not value:
         return None
     try:
         seen = datetime.fromisoformat(value)
     except ValueError:
-        return None
-    return seen if seen.tzinfo is not None else None
+        seen = None
+    if seen is None or seen.tzinfo is None:
+        raise BadLastEventId(_bad_id(value, "not an item event's id"))
+    try:
+        seen = seen.astimezone(UTC)
+        seen - OVERLAP  # noqa: B018 (the stream looks this far back)
+    except OverflowError:
+        raise BadLastEventId(_bad_id(value, "out of range")) from None
+    if seen > utcnow() + LAST_EVENT_ID_LEAD:
+        raise BadLastEventId(_bad_id(value, "in the future"))
+    return seen
+
+
+def _bad_id(value: str, problem: str) -> str:
+    shown = value if len(value) <= 64 else value[:64] + "..."
+    return (
+        f"Last-Event-ID {shown!r} is {problem}; send the id of the last item "
+        "event received (its finished_at, like 2026-12-03T19:20:01.123456+00:00), "
+        "or no Last-Event-ID to get every item from the start"
+    )
 
 
 async def job_events(

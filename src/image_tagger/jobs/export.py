@@ -189,13 +189,29 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+#: What makes a spreadsheet read a cell as a formula, when a text starts with it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet shows as text: a text that
+    starts like a formula (a file name is the uploader's to choose) gets a
+    leading apostrophe. Numbers, negative ones too, are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def to_csv(table: ExportTable) -> bytes:
-    """UTF-8 CSV with a header row; a missing value is an empty field."""
+    """UTF-8 CSV (RFC 4180) with a header row; a missing value is an empty
+    field, and a text that a spreadsheet would run as a formula starts with
+    ``'``. Rows end with CRLF, so that a text holding a carriage return is
+    quoted, as one holding a line feed is, and stays in its cell."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=table.columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=table.columns, lineterminator="\r\n")
     writer.writeheader()
     for row in table.rows:
-        writer.writerow(row)
+        writer.writerow({column: csv_cell(value) for column, value in row.items()})
     return buffer.getvalue().encode("utf-8")
 
 

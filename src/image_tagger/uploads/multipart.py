@@ -100,22 +100,89 @@ class _Receiver:
             staged.discard()
 
 
+#: What to send, in every refusal of a request that is not such an upload.
+HOW_TO_SEND = (
+    "send the images as multipart/form-data, each file in the field 'files' "
+    "(curl -F files=@photo.jpg ...; HTTP clients write the Content-Type and its "
+    "boundary themselves)"
+)
+
+
+def _content_type_problem(header: str | None) -> tuple[int, str] | None:
+    """Status and message for a Content-Type that is no multipart upload."""
+    content_type, params = parse_options_header(header)
+    if not header:
+        return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, (
+            f"the request has no Content-Type header; {HOW_TO_SEND}"
+        )
+    if content_type != b"multipart/form-data":
+        shown = content_type.decode("latin-1")[:100]
+        return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, (
+            f"the request's Content-Type is {shown!r}, not multipart/form-data; "
+            f"{HOW_TO_SEND}"
+        )
+    if not params.get(b"boundary"):
+        return status.HTTP_400_BAD_REQUEST, (
+            "the Content-Type multipart/form-data has no boundary parameter, so "
+            f"its parts cannot be told apart; {HOW_TO_SEND}"
+        )
+    return None
+
+
+def _parse_problem(exc: Exception, boundary: bytes) -> str:
+    """The multipart parser's complaint, in words that say what to send."""
+    said = str(exc)
+    shown = boundary.decode("latin-1")[:80]
+    if said.startswith("Boundary length"):
+        problem = (
+            f"the boundary in the Content-Type header is {len(boundary)} bytes "
+            "long, more than the 256 allowed; send a shorter one (HTTP clients "
+            "choose about 40)"
+        )
+    elif "boundary" in said:
+        problem = (
+            f"the body does not follow the boundary {shown!r} of the Content-Type "
+            f"header: each part must begin with a line '--{shown}' and the body "
+            f"end with '--{shown}--'; send the header and the body that an HTTP "
+            "client writes together"
+        )
+    elif said == "Maximum header size exceeded":
+        problem = (
+            "a part's header line is longer than 4 kB; keep file names under "
+            "255 characters"
+        )
+    elif said == "Maximum header count exceeded":
+        problem = (
+            "a part has more than 8 header lines; send Content-Disposition and "
+            "Content-Type only"
+        )
+    elif "header" in said:
+        problem = (
+            f"a part's headers are malformed ({said}): each part needs a line "
+            '\'Content-Disposition: form-data; name="files"; '
+            "filename=\"photo.jpg\"', then an empty line, then the file's bytes"
+        )
+    else:
+        problem = said
+    return f"the multipart body could not be read: {problem}; nothing was stored"
+
+
 async def receive_files(
     request: Request, *, tmp_dir: Path, max_bytes: int, max_files: int
 ) -> list[StagedFile]:
     """Stream the request's ``files`` parts to staging files, in upload order."""
-    content_type, params = parse_options_header(request.headers.get("content-type"))
-    boundary = params.get(b"boundary")
-    if content_type != b"multipart/form-data" or not boundary:
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            detail="send the images as multipart/form-data in the field 'files'",
-        )
+    header = request.headers.get("content-type")
+    refusal = _content_type_problem(header)
+    if refusal is not None:
+        raise HTTPException(*refusal)
+    boundary = parse_options_header(header)[1][b"boundary"]
 
     receiver = _Receiver(tmp_dir, max_bytes=max_bytes, max_files=max_files)
+    received = 0
     try:
         parser = MultipartParser(boundary, receiver.callbacks())
         async for chunk in request.stream():
+            received += len(chunk)
             await run_in_threadpool(parser.write, chunk)
         parser.finalize()
         if not receiver.complete:
@@ -141,16 +208,18 @@ async def receive_files(
         ) from exc
     except IncompleteBody:
         receiver.discard_all()
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail="the multipart body ended before its closing boundary (the upload "
-            "was cut off); nothing was stored, send it again",
-        ) from None
+        if received == 0:
+            detail = f"the request body is empty; {HOW_TO_SEND}"
+        else:
+            detail = (
+                "the multipart body ended before its closing boundary (the upload "
+                "was cut off); nothing was stored, send it again"
+            )
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=detail) from None
     except Exception as exc:
         receiver.discard_all()
         raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail=f"the multipart body could not be read ({exc}); nothing was stored",
+            status.HTTP_400_BAD_REQUEST, detail=_parse_problem(exc, boundary)
         ) from exc
     finally:
         if receiver._current is not None:

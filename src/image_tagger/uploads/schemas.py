@@ -7,6 +7,14 @@ from typing import Literal
 from pydantic import BaseModel
 
 
+class EarlierItemOut(BaseModel):
+    """For a duplicate of an image uploaded before: its latest earlier item."""
+
+    job_id: int
+    status: str
+    error_message: str | None = None
+
+
 class FileVerdictOut(BaseModel):
     filename: str
     status: Literal["accepted", "duplicate", "rejected"]
@@ -14,6 +22,7 @@ class FileVerdictOut(BaseModel):
     image_id: int | None = None
     sha256: str | None = None
     size_bytes: int | None = None
+    earlier: EarlierItemOut | None = None
 
 
 class UploadAccepted(BaseModel):

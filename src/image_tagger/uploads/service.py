@@ -36,6 +36,17 @@ class FileVerdict:
     size_bytes: int | None = None
     # A repeat of a file earlier in the same upload gets no item of its own.
     repeats_this_upload: bool = False
+    # A file uploaded before: how its latest earlier item ended (or stands).
+    earlier: EarlierItem | None = None
+
+
+@dataclass
+class EarlierItem:
+    """The latest item of an earlier job for the same image."""
+
+    job_id: int
+    status: str
+    error_message: str | None
 
 
 @dataclass
@@ -147,7 +158,7 @@ def create_upload(
     for checked in checked_files:
         verdict = checked.verdict
         if checked.inspection is not None:
-            _record_image(session, checked, image_ids)
+            _record_image(session, checked, image_ids, job_id=job.id)
         elif verdict.repeats_this_upload:
             verdict.image_id = image_ids.get(verdict.sha256)
         if not verdict.repeats_this_upload:
@@ -161,7 +172,7 @@ def create_upload(
 
 
 def _record_image(
-    session: Session, checked: CheckedFile, image_ids: dict[str, int]
+    session: Session, checked: CheckedFile, image_ids: dict[str, int], *, job_id: int
 ) -> None:
     verdict, inspection = checked.verdict, checked.inspection
     image, created = _get_or_create_image(
@@ -180,6 +191,24 @@ def _record_image(
     if not created:
         verdict.status = "duplicate"
         verdict.reason = f"same bytes as image {image.id} uploaded before"
+        verdict.earlier = _earlier_item(session, image.id, job_id=job_id)
+
+
+def _earlier_item(
+    session: Session, image_id: int, *, job_id: int
+) -> EarlierItem | None:
+    """How the image fared last time, so a re-upload of a failure says so."""
+    row = session.execute(
+        select(UploadJobItem.job_id, UploadJobItem.status, UploadJobItem.error_message)
+        .where(UploadJobItem.image_id == image_id, UploadJobItem.job_id != job_id)
+        .order_by(UploadJobItem.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return EarlierItem(
+        job_id=row.job_id, status=str(row.status), error_message=row.error_message
+    )
 
 
 def _item_for(job: UploadJob, verdict: FileVerdict) -> UploadJobItem:

@@ -60,7 +60,9 @@ def inspect_image(path: Path, *, max_pixels: int) -> Inspection:
     try:
         fmt, width, height = open_image_header(path, upright=True)
     except ImageTooLargeError as exc:
-        raise Rejected(_too_many_pixels_message(exc.pixels, max_pixels)) from exc
+        raise Rejected(
+            _too_many_pixels_message(exc.pixels, max_pixels, exc.size)
+        ) from exc
     except ImageDecodeError as exc:
         raise Rejected(str(exc)) from exc
 

@@ -10,6 +10,7 @@ const POLL_MS = 1500;
 const RETRY_MS = 5000;
 const ITEMS_PAGE = 100;
 const HISTOGRAM_IMAGES = 300;
+const HISTOGRAM_MIN_IMAGES = 3; // fewer values are listed, not binned
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,6 +18,7 @@ const $ = (id) => document.getElementById(id);
 
 function h(tag, attrs = {}, ...children) {
   const svg = ["svg", "rect", "line", "title", "g", "text"].includes(tag);
+  if (tag === "wbr") return document.createElement("wbr");
   const el = svg
     ? document.createElementNS("http://www.w3.org/2000/svg", tag)
     : document.createElement(tag);
@@ -52,6 +54,28 @@ function formatTime(value) {
     month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
     second: "2-digit",
   });
+}
+
+function formatShortTime(value) {
+  // For narrow columns: the time of day today, else the day.
+  const date = parseTime(value);
+  if (!date) return "–";
+  const today = new Date().toDateString() === date.toDateString();
+  return today
+    ? date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+}
+
+function timeCell(value) {
+  // Both forms; the stylesheet shows the short one where the column is narrow.
+  return [h("span", { class: "time-long" }, formatTime(value)),
+    h("span", { class: "time-short", title: formatTime(value) }, formatShortTime(value))];
+}
+
+function errorDetail(job) {
+  // The summary reads "N failed; <file>: <reason> (+k more)"; the count is
+  // shown on its own, so only what follows it is repeated here.
+  return (job.error_summary || "").replace(/^\d+ failed;\s*/, "");
 }
 
 function formatBytes(n) {
@@ -121,6 +145,7 @@ async function errorFrom(response, what) {
   const error = new ApiError(response.status,
     `${what}: ${describeDetail(response.status, body, response.statusText)}`);
   error.detail = body && typeof body.detail === "string" ? body.detail : null;
+  error.challenge = response.headers.get("WWW-Authenticate");
   return error;
 }
 
@@ -138,7 +163,9 @@ async function request(path, what, options = {}) {
   }
   if (!response.ok) {
     const error = await errorFrom(response, what);
-    if (response.status === 401) showSignIn(error.detail || error.message);
+    if (response.status === 401) {
+      showSignIn(error.detail || error.message, error.challenge);
+    }
     if (response.status === 403) showForbidden(error.detail || error.message);
     throw error;
   }
@@ -163,27 +190,66 @@ function takeTokenFromUrl() {
 
 let gated = true; // until the first answer says who we are
 
-function showSignIn(reason) {
+function setSession(parts, { signOut = false } = {}) {
+  // The top bar says who this tab is signed in as, and how, or that it is not.
+  $("session-state").replaceChildren(...parts);
+  $("sign-out").hidden = !signOut;
+}
+
+function signedInAs(role, how) {
+  return ["Signed in as ", h("strong", { class: "role" }, role), ` · ${how}`];
+}
+
+function roleFrom(detail) {
+  // A 403 names the role the server saw: "... your role is 'tagger'", or
+  // "unknown role 'x'; ..." when the proxy sent one that does not exist.
+  const match = /role (?:is )?'([^']+)'/.exec(detail || "");
+  return match ? { role: match[1], known: !/unknown role/.test(detail) } : null;
+}
+
+function showSignIn(reason, challenge = "Bearer") {
+  // The 401's challenge says what would let us in: a bearer token (token
+  // mode), or only the proxy's role header (header mode), which a browser tab
+  // cannot supply, so no token form is offered then.
   gated = true;
   stopAllTimers();
+  const viaProxy = Boolean(challenge) && !/^bearer\b/i.test(challenge);
+  // A token the server refused signs nobody in: it is dropped, so the page
+  // never says "Not signed in" beside a "Sign out" button.
+  sessionStorage.removeItem(TOKEN_KEY);
   $("cockpit").hidden = true;
   $("forbidden").hidden = true;
   $("sign-in").hidden = false;
+  $("sign-in-title").textContent = viaProxy ? "No role from the proxy" : "Sign in";
+  $("token-sign-in").hidden = viaProxy;
+  $("proxy-sign-in").hidden = !viaProxy;
   $("sign-in-reason").textContent = reason || "";
-  $("session-state").textContent = "Not signed in";
-  $("sign-out").hidden = !sessionStorage.getItem(TOKEN_KEY);
-  $("token-input").focus();
+  setSession([viaProxy ? "Not signed in: the proxy sent no role" : "Not signed in"]);
+  if (!viaProxy) $("token-input").focus();
 }
 
 function showForbidden(detail) {
+  // Signed in, but not as an admin. Without a token the role came from the
+  // proxy (token mode answers 401 to a request without one), so the way in is
+  // the proxy's header, not another token.
   gated = true;
   stopAllTimers();
+  const token = Boolean(sessionStorage.getItem(TOKEN_KEY));
+  const seen = roleFrom(detail);
   $("cockpit").hidden = true;
   $("sign-in").hidden = true;
   $("forbidden").hidden = false;
   $("forbidden-detail").textContent = detail;
-  $("session-state").textContent = "Signed in without the admin role";
-  $("sign-out").hidden = !sessionStorage.getItem(TOKEN_KEY);
+  $("forbidden-token").hidden = !token;
+  $("forbidden-proxy").hidden = token;
+  const how = token ? "token, this tab only" : "role from the proxy";
+  if (seen && seen.known) {
+    setSession(signedInAs(seen.role, `not admin · ${how}`), { signOut: token });
+  } else if (seen) {
+    setSession([`Not signed in: unknown role '${seen.role}'`], { signOut: token });
+  } else {
+    setSession([`Signed in without the admin role · ${how}`], { signOut: token });
+  }
 }
 
 function showCockpit() {
@@ -191,11 +257,10 @@ function showCockpit() {
   $("sign-in").hidden = true;
   $("forbidden").hidden = true;
   $("cockpit").hidden = false;
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  $("session-state").textContent = token
-    ? "Signed in with a token (this tab only)"
-    : "Signed in by the proxy's role header";
-  $("sign-out").hidden = !token;
+  // Every request the cockpit makes needs the admin role, so this is one.
+  const token = Boolean(sessionStorage.getItem(TOKEN_KEY));
+  setSession(signedInAs("admin", token ? "token, this tab only"
+    : "role from the proxy's X-User-Role header"), { signOut: token });
 }
 
 function signOut() {
@@ -317,7 +382,9 @@ function finishUpload(xhr, rows, heading) {
   if (xhr.status !== 202 && xhr.status !== 200) {
     failUpload(rows, heading,
       `Upload refused: ${describeDetail(xhr.status, body, xhr.statusText)}`);
-    if (xhr.status === 401) showSignIn(body && body.detail);
+    if (xhr.status === 401) {
+      showSignIn(body && body.detail, xhr.getResponseHeader("WWW-Authenticate"));
+    }
     if (xhr.status === 403) showForbidden(body && body.detail);
     return;
   }
@@ -328,10 +395,36 @@ function finishUpload(xhr, rows, heading) {
     const r = rows[i];
     if (!r) return;
     r.state.className = `verdict verdict-${verdict.status}`;
-    r.state.textContent = verdict.reason
-      ? `${verdict.status}: ${verdict.reason}` : verdict.status;
+    r.state.replaceChildren(verdict.reason
+      ? `${verdict.status}: ${verdict.reason}` : verdict.status);
+    const earlier = earlierText(verdict.earlier);
+    if (earlier) {
+      r.state.classList.add(`earlier-${earlier.kind}`);
+      r.state.append(h("span", { class: "earlier" }, earlier.parts));
+    }
   });
   loadJobs().catch(() => {});
+}
+
+function earlierText(earlier) {
+  // A file uploaded before: how that earlier job's item ended (or stands).
+  if (!earlier) return null;
+  const job = h("button", {
+    type: "button", class: "link", onclick: () => openJob(earlier.job_id),
+  }, `job #${earlier.job_id}`);
+  switch (earlier.status) {
+    case "FAILED":
+      return { kind: "failed", parts: ["Its earlier analysis failed in ", job,
+        `: ${earlier.error_message || "no reason given"}. This job tries again.`] };
+    case "COMPLETED":
+      return { kind: "completed", parts: ["Analysed before in ", job, "."] };
+    case "CANCELLED":
+      return { kind: "cancelled", parts: ["Its earlier ", job,
+        " was cancelled before analysing it; this job does."] };
+    default:
+      return { kind: "pending", parts: [`Still ${earlier.status.toLowerCase()} in `,
+        job, "."] };
+  }
 }
 
 function setUpDropzone() {
@@ -424,13 +517,13 @@ function renderJobs(data) {
       "aria-label": `job ${job.id} progress` }),
     h("span", { class: "small" }, ` ${job.completed_items}/${job.total_items}`),
     etaText(job) ? h("span", { class: "eta small muted" }, etaText(job)) : null),
-  h("td", { "data-label": "Errors" }, job.failed_items
-    ? h("span", {}, h("strong", { class: "error-text" }, String(job.failed_items)),
-      job.error_summary ? h("span", { class: "small clamp", title: job.error_summary },
-        ` ${job.error_summary}`) : "")
+  h("td", { class: "col-errors", "data-label": "Errors" }, job.failed_items
+    ? h("span", {}, h("strong", { class: "error-text" }, `${job.failed_items} failed`),
+      errorDetail(job) ? h("span", { class: "small clamp", title: job.error_summary },
+        errorDetail(job)) : "")
     : h("span", { class: "muted" }, "0")),
-  h("td", { class: "small", "data-label": "Created" },
-    formatTime(job.created_at)))));
+  h("td", { class: "small col-created", "data-label": "Created" },
+    timeCell(job.created_at)))));
 
   $("jobs-empty").hidden = data.jobs.length > 0;
   $("jobs-table").hidden = data.jobs.length === 0;
@@ -532,7 +625,8 @@ function renderSummary(job) {
         h("progress", { max: job.total_items || 1, value: job.completed_items }),
         ` ${job.completed_items}/${job.total_items} completed`),
       h("dt", {}, "Errors"), h("dd", {}, job.failed_items
-        ? `${job.failed_items}${job.error_summary ? ` – ${job.error_summary}` : ""}`
+        ? [h("strong", { class: "error-text" }, `${job.failed_items} failed`),
+          errorDetail(job) ? h("span", { class: "error-detail" }, errorDetail(job)) : null]
         : "none"),
       job.cancelled_items ? [h("dt", {}, "Cancelled"),
         h("dd", {}, `${job.cancelled_items} item${job.cancelled_items === 1 ? "" : "s"}`)]
@@ -572,16 +666,17 @@ function itemRow(item) {
   const time = item.seconds !== null && item.seconds !== undefined
     ? `${item.seconds.toFixed(2)} s` : item.started_at ? "running" : "–";
   const row = h("tr", { class: item.image_id === currentItemImage ? "selected" : null },
-    h("td", { class: "thumb-cell", "data-label": "Image" }, thumbnail(item)),
-    h("td", { "data-label": "File" }, h("button", {
+    h("td", { class: "thumb-cell col-thumb", "data-label": "Image" }, thumbnail(item)),
+    h("td", { class: "col-file", "data-label": "File" }, h("button", {
       type: "button", class: "link filename", onclick: () => openItem(item),
       title: item.filename,
-    }, item.filename)),
+    }, breakable(item.filename))),
     h("td", { "data-label": "Status" }, statusBadge(item.status)),
-    h("td", { class: "num", "data-label": "Attempts" }, String(item.attempts)),
-    h("td", { class: "small", "data-label": "Time", title: `started ${formatTime(item.started_at)}, `
+    h("td", { class: "num col-attempts", "data-label": "Attempts" },
+      String(item.attempts)),
+    h("td", { class: "small col-time", "data-label": "Time", title: `started ${formatTime(item.started_at)}, `
       + `finished ${formatTime(item.finished_at)}` }, time),
-    h("td", { class: "small", "data-label": "Error or note" }, item.error_message
+    h("td", { class: "small col-note", "data-label": "Error or note" }, item.error_message
       ? h("span", { class: "error-text" }, item.error_message)
       : h("span", { class: "muted" }, item.note || "")));
   return row;
@@ -859,9 +954,9 @@ function imageSections(image, item) {
   const notes = analysis.metric_notes || {};
   const metrics = h("table", { class: "grid metrics" },
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Metric"),
-      h("th", { scope: "col" }, "Value"))),
+      h("th", { scope: "col", class: "num" }, "Value"))),
     h("tbody", {}, Object.entries(analysis.metrics).map(([key, value]) => h("tr", {},
-      h("th", { scope: "row" }, key),
+      h("th", { scope: "row" }, metricName(key)),
       h("td", { class: "num" }, value === null
         ? h("span", { class: "muted", title: notes[key] || "" },
           `– ${notes[key] ? `(${notes[key]})` : ""}`)
@@ -969,10 +1064,24 @@ async function loadHistograms(jobId) {
   renderHistograms(images, ids.length >= HISTOGRAM_IMAGES);
 }
 
+function breakable(text) {
+  // Text such as color.chroma_mean or DarkestHour.jpg may break after its
+  // dots, underscores and hyphens rather than inside a word; each piece is its
+  // own text node.
+  return text.split(/(?<=[._-])/)
+    .flatMap((piece, i) => (i ? [h("wbr"), piece] : [piece]));
+}
+
+function metricName(key) {
+  return h("span", { class: "metric-name", title: key }, breakable(key));
+}
+
 function renderHistograms(images, capped) {
   const analysed = images.filter((image) => image.analysis);
   const box = $("histograms");
   box.hidden = false;
+  $("metric-values").hidden = true;
+  $("histogram-grid").hidden = false;
   if (!analysed.length) {
     $("histograms-note").textContent = "No analysed image in this job, so no "
       + "histograms.";
@@ -982,6 +1091,17 @@ function renderHistograms(images, capped) {
   const keys = [...new Set(analysed.flatMap((image) => Object.keys(numericValues(image))))]
     .sort((a, b) => a.startsWith("vlm.") - b.startsWith("vlm.") || a.localeCompare(b));
   histogramData = { analysed, keys };
+  if (analysed.length < HISTOGRAM_MIN_IMAGES) {
+    // One or two values make flat histograms; they are listed instead.
+    $("histograms-note").textContent = `${analysed.length} analysed image`
+      + `${analysed.length === 1 ? "" : "s"}: histograms need at least `
+      + `${HISTOGRAM_MIN_IMAGES}, so the values are listed.`;
+    $("histogram-grid").replaceChildren();
+    $("histogram-grid").hidden = true;
+    $("metric-values").replaceChildren(metricValues(keys, analysed));
+    $("metric-values").hidden = false;
+    return;
+  }
   $("histograms-note").textContent = `${analysed.length} image`
     + `${analysed.length === 1 ? "" : "s"}${capped ? ` (the first ${HISTOGRAM_IMAGES})` : ""}`
     + ". Red bars hold outliers (beyond 1.5 × the interquartile range); the opened "
@@ -989,6 +1109,17 @@ function renderHistograms(images, capped) {
   $("histogram-grid").replaceChildren(...keys.map((key) => histogram(key, analysed)));
   const current = analysed.find((image) => image.id === currentItemImage);
   markHistograms(current || null);
+}
+
+function metricValues(keys, images) {
+  return h("table", { class: "grid values" },
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Metric"),
+      images.map((image) => h("th", { scope: "col", class: "num" },
+        h("span", { class: "filename" }, image.filename))))),
+    h("tbody", {}, keys.map((key) => h("tr", { "data-metric": key },
+      h("th", { scope: "row" }, metricName(key)),
+      images.map((image) => h("td", { class: "num" },
+        formatNumber(numericValues(image)[key] ?? null)))))));
 }
 
 function numericValues(image) {
@@ -1018,7 +1149,7 @@ function histogram(key, images) {
     image, value: numericValues(image)[key],
   })).filter((v) => typeof v.value === "number" && Number.isFinite(v.value));
   const figure = h("figure", { class: "histogram", "data-metric": key });
-  const caption = h("figcaption", {}, h("span", { class: "metric-name" }, key));
+  const caption = h("figcaption", {}, metricName(key));
   if (!values.length) {
     figure.append(caption, h("p", { class: "muted small" }, "no values"));
     return figure;
@@ -1141,40 +1272,67 @@ function costSections(c) {
     costTable(c.by_analyzer, ["tool", "calls", "input_tokens", "output_tokens",
       "cost_usd"]),
     h("h3", {}, "Recent calls"),
-    recent.length ? costTable(recent.map((r) => ({
-      ...r, created_at: formatTime(r.created_at),
-      ...callOutcome(r),
-      latency: r.latency_ms === null || r.latency_ms === undefined
-        ? "–" : `${Math.round(r.latency_ms)} ms`,
-      for: [r.image_id ? `image ${r.image_id}` : "", r.job_id ? `job ${r.job_id}` : ""]
-        .filter(Boolean).join(", "),
-    })), ["created_at", "tool", "model", "tokens", "cost_usd", "latency", "outcome",
-      "for"]) : h("p", { class: "empty" }, "No model calls yet."),
+    recent.length ? recentCalls(recent)
+      : h("p", { class: "empty" }, "No model calls yet."),
   ];
 }
 
-// A call in flight has no tokens, cost or outcome yet: it says so, rather
-// than look unpriced; an interrupted one shows its note as any error does.
-function callOutcome(r) {
-  if (r.outcome === "in_flight") {
-    return { tokens: "–", cost_usd: "not known yet", outcome: "in flight" };
-  }
-  return {
-    tokens: `${formatNumber(r.input_tokens ?? "?")} in / `
-      + `${formatNumber(r.output_tokens ?? "?")} out`,
-    outcome: r.error ? `${r.outcome}: ${r.error}` : r.outcome,
-  };
+function columnLabel(col) {
+  return col.replace(/_usd$/, " (USD)").replaceAll("_", " ");
 }
 
 function costTable(rows, columns) {
+  // At phone width each row becomes a card of labelled lines.
   if (!rows || !rows.length) return h("p", { class: "empty" }, "No calls yet.");
-  return h("div", { class: "table-wrap" }, h("table", { class: "grid" },
-    h("thead", {}, h("tr", {}, columns.map((col) => h("th", { scope: "col" },
-      col.replace(/_usd$/, " (USD)").replaceAll("_", " "))))),
+  return h("div", { class: "table-wrap" }, h("table", { class: "grid cards costs" },
+    h("thead", {}, h("tr", {}, columns.map((col) => h("th", {
+      scope: "col", class: col === "cost_usd" || typeof rows[0][col] === "number"
+        ? "num" : null,
+    }, columnLabel(col))))),
     h("tbody", {}, rows.map((row) => h("tr", {}, columns.map((col) => h("td", {
       class: typeof row[col] === "number" || col === "cost_usd" ? "num" : null,
-    }, col === "cost_usd" && typeof row[col] !== "string"
-      ? formatUsd(row[col]) : formatNumber(row[col] ?? null))))))));
+      "data-label": columnLabel(col),
+    }, col === "cost_usd" ? formatUsd(row[col]) : formatNumber(row[col] ?? null))))))));
+}
+
+function pair(first, second, separator) {
+  // Two facts in one cell: side by side where the table is wide, one above
+  // the other where it is narrow (see .pair in the stylesheet).
+  return h("span", { class: "pair" }, h("span", { class: "part" }, first),
+    h("span", { class: "sep" }, separator), h("span", { class: "part" }, second));
+}
+
+function recentCalls(recent) {
+  // Eight facts per call in six columns, so the table fits beside an open job.
+  const columns = [["when", "When"], ["call", "Analyzer · model"],
+    ["tokens", "Tokens in / out"], ["cost", "Cost · latency"], ["for", "For"],
+    ["outcome", "Outcome"]];
+  const cell = (col, ...content) => h("td", {
+    class: `col-${col}`, "data-label": columns.find(([c]) => c === col)[1],
+  }, ...content);
+  // A call in flight has no tokens, cost or outcome yet: it says so, rather
+  // than look unpriced; an interrupted one shows its note as any error does.
+  const inFlight = (r) => r.outcome === "in_flight";
+  return h("div", { class: "table-wrap fitted" }, h("table", {
+    id: "recent-calls", class: "grid cards costs",
+  },
+  h("thead", {}, h("tr", {}, columns.map(([col, label]) => h("th", {
+    scope: "col", class: `col-${col}`,
+  }, label)))),
+  h("tbody", {}, recent.map((r) => h("tr", {},
+    cell("when", timeCell(r.created_at)),
+    cell("call", pair(r.tool, r.model || "–", " · ")),
+    cell("tokens", inFlight(r) ? "–" : pair(`${formatNumber(r.input_tokens ?? "?")} in`,
+      `${formatNumber(r.output_tokens ?? "?")} out`, " / ")),
+    cell("cost", pair(inFlight(r) ? "not known yet" : formatUsd(r.cost_usd),
+      r.latency_ms === null || r.latency_ms === undefined
+        ? "–" : `${Math.round(r.latency_ms)} ms`, " · ")),
+    cell("for", r.image_id || r.job_id ? pair(r.image_id ? `image ${r.image_id}` : "",
+      r.job_id ? h("button", { type: "button", class: "link",
+        onclick: () => openJob(r.job_id) }, `job ${r.job_id}`) : "",
+      r.image_id && r.job_id ? ", " : "") : h("span", { class: "muted" }, "–")),
+    cell("outcome", inFlight(r) ? "in flight" : breakable(r.outcome), r.error ? [": ",
+      h("span", { class: "error-text" }, r.error)] : null))))));
 }
 
 // ---------------------------------------------------------------------- wiring
