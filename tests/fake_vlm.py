@@ -3,8 +3,10 @@
 It answers ``POST /v1/chat/completions`` with JSON built from the request's
 ``response_format`` schema (so any analyzer gets a valid answer), reports
 token usage, and can answer slowly or with faults: 429 with Retry-After, 5xx,
-broken JSON, or JSON that fails the schema. Every request is logged with its
-arrival time, so a benchmark can check a requests-per-minute limit.
+404 and 408, broken JSON, JSON that fails the schema, or an HTTP 200 that is
+not a chat completion (an HTML page, another API's JSON). Every request is
+logged with its arrival time, so a benchmark can check a requests-per-minute
+limit.
 
 The product never uses it: it only ever talks to the provider it is given.
 """
@@ -30,6 +32,10 @@ MODES = (
     "slow",
     "no_usage",
     "not_json",
+    "html",
+    "not_completion",
+    "404",
+    "408",
 )
 
 
@@ -205,10 +211,13 @@ def _handler_for(fake: FakeVLM) -> type[BaseHTTPRequestHandler]:
             if mode == "slow":
                 time.sleep(fake.slow_seconds)
             data = json.dumps(answer).encode()
-            if mode == "not_json":  # a proxy's error page, say
+            content_type = "application/json"
+            if mode in ("not_json", "html"):  # a proxy's error page, say
                 data = b"<html><body>Bad gateway</body></html>"
+            if mode == "html":
+                content_type = "text/html; charset=utf-8"
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -224,6 +233,12 @@ def _answer(
     retry = {"Retry-After": f"{fake.retry_after_seconds:g}"}
     if mode == "429":
         return 429, retry, _error("rate limit reached, slow down", "rate_limit")
+    if mode == "not_completion":  # an error in another API's own shape
+        return 200, {}, {"error": {"message": "unknown route /chat/completions"}}
+    if mode == "404":
+        return 404, {}, _error("The model does not exist", "model_not_found")
+    if mode == "408":
+        return 408, {}, _error("request timed out", "timeout")
     if mode in ("500", "503"):
         headers = retry if mode == "503" else {}
         return int(mode), headers, _error("the model is overloaded", "server_error")

@@ -30,6 +30,7 @@ def _ledger(job_id: int) -> None:
         ("cognitive", "ok", 1000, 200, Decimal("0.0012"), 900.0),
         ("cognitive", "ok", 1100, 220, Decimal("0.0013"), 1100.0),
         ("patterns", "timeout", None, None, None, 30000.0),
+        ("patterns", "in_flight", None, None, None, None),
     ]
     with session_scope(write=True) as session:
         for tool, outcome, tokens_in, tokens_out, usd, latency in calls:
@@ -81,6 +82,13 @@ def test_metrics_count_jobs_items_durations_and_model_calls(client):
     calls = "image_tagger_vlm_calls_total"
     assert value(calls, tool="cognitive", model="vision-1", outcome="ok") == 2
     assert value(calls, tool="patterns", model="vision-1", outcome="timeout") == 1
+    # A call in flight is counted once it ends, so the counter never goes down.
+    assert (
+        calls,
+        (("model", "vision-1"), ("outcome", "in_flight"), ("tool", "patterns")),
+    ) not in samples
+    in_flight = "image_tagger_vlm_calls_in_flight"
+    assert value(in_flight, tool="patterns", model="vision-1") == 1
     tokens = "image_tagger_vlm_tokens_total"
     assert value(tokens, tool="cognitive", model="vision-1", direction="input") == 2100
     assert value(tokens, tool="cognitive", model="vision-1", direction="output") == 420

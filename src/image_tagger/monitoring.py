@@ -41,6 +41,7 @@ from image_tagger.jobs.models import (
     UploadJobItem,
 )
 from image_tagger.settings import get_settings
+from image_tagger.vlm.ledger import IN_FLIGHT
 from image_tagger.vlm.models import ToolUsage
 
 PREFIX = "image_tagger"
@@ -155,8 +156,13 @@ def _histogram(session: Session, seconds, condition) -> tuple[list, float]:
 def _vlm_metrics(session: Session) -> Iterator[Metric]:
     calls = CounterMetricFamily(
         f"{PREFIX}_vlm_calls",
-        "Model calls in the ledger",
+        "Model calls in the ledger that have ended, by outcome",
         labels=["tool", "model", "outcome"],
+    )
+    in_flight = GaugeMetricFamily(
+        f"{PREFIX}_vlm_calls_in_flight",
+        "Model calls sent and not answered yet (any process)",
+        labels=["tool", "model"],
     )
     tokens = CounterMetricFamily(
         f"{PREFIX}_vlm_tokens",
@@ -182,6 +188,9 @@ def _vlm_metrics(session: Session) -> Iterator[Metric]:
     spent: dict[tuple[str, str], float] = {}
     used: dict[tuple[str, str, str], int] = {}
     for tool, model, outcome, count, input_tokens, output_tokens, usd in rows:
+        if outcome == IN_FLIGHT:  # counted once it ends, so the counter only grows
+            in_flight.add_metric([tool, model], count)
+            continue
         calls.add_metric([tool, model, outcome], count)
         for direction, number in (("input", input_tokens), ("output", output_tokens)):
             key = (tool, model, direction)
@@ -191,7 +200,7 @@ def _vlm_metrics(session: Session) -> Iterator[Metric]:
         tokens.add_metric(list(labels), number)
     for labels, usd in spent.items():
         cost.add_metric(list(labels), usd)
-    yield from (calls, tokens, cost)
+    yield from (calls, in_flight, tokens, cost)
 
 
 def create_registry() -> CollectorRegistry:

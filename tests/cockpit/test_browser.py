@@ -922,3 +922,44 @@ def _retry_and_export(server: ServerProcess, page_for, data_dir: Path) -> None:
             ]
         message.filter(has_text=f"Downloaded job-{job_id}.{format_}").wait_for()
     assert_stayed_on_machine(page, server.url)
+
+
+def test_the_ledger_shows_calls_in_flight_then_their_outcome(page_for, tmp_path: Path):
+    with FakeVLM(latency_seconds=6.0) as fake:
+        server = start_server(vlm_env(tmp_path / "data", fake), tmp_path)
+        try:
+            token = server.sign_in_link.split("#token=")[1]
+            page = page_for()
+            page.goto(server.sign_in_link)
+            page.locator("#cockpit").wait_for(state="visible")
+            page.set_input_files("#file-input", SAMPLE_PHOTOS[:1])
+
+            # Refreshed while both analyzers wait for their answer.
+            ledger = page.locator("#costs-body")
+            deadline = time.monotonic() + 30
+            while "2 calls in flight" not in ledger.inner_text():
+                assert time.monotonic() < deadline, ledger.inner_text()
+                press(page, "#costs-refresh")
+                page.wait_for_timeout(200)
+            costs = api(server, token, "costs")
+            assert costs["in_flight_calls"] == 2
+            summary = ledger.locator(".costs-summary").inner_text()
+            assert "(2 calls in flight, in any process)" in summary
+            assert usd(costs["reserved_usd"]) in summary and costs["reserved_usd"] > 0
+            rows = page.locator("#recent-calls tbody tr")
+            assert rows.count() == 2
+            for row in rows.all():
+                cost = row.locator("td.col-cost .part").all_inner_texts()
+                assert cost == ["not known yet", "–"]
+                assert row.locator("td.col-tokens").inner_text() == "–"
+                assert row.locator("td.col-outcome").inner_text() == "in flight"
+
+            # Read again when the job ends: the same calls, answered.
+            outcomes = page.locator("#recent-calls td.col-outcome")
+            outcomes.filter(has_text=re.compile(r"^ok$")).nth(1).wait_for(
+                timeout=JOB_TIMEOUT_MS
+            )
+            assert outcomes.all_inner_texts() == ["ok", "ok"]
+            assert "(calls in flight)" in ledger.locator(".costs-summary").inner_text()
+        finally:
+            server.stop()

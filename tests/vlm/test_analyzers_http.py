@@ -116,6 +116,7 @@ def test_both_analyzers_are_stored_and_every_call_is_priced(vlm_env, fake):
             "cost_usd": pytest.approx(4 * per_call, abs=1e-12),
             "unpriced_calls": 0,
             "no_usage_calls": 0,
+            "in_flight_calls": 0,
         }
     ]
     (today,) = report["by_day"]
@@ -379,8 +380,22 @@ def test_an_unreachable_provider_is_retried_then_an_error(vlm_env, fake):
     assert report["unpriced_calls"] == report["no_usage_calls"] == 4
 
 
-def test_a_response_that_is_not_json_is_an_error_with_its_reason(vlm_env, fake):
-    fake.default_mode = "not_json"
+@pytest.mark.parametrize(
+    ("mode", "what"),
+    [
+        ("not_json", "HTTP 200 with an HTML page: '<html><body>Bad gateway"),
+        ("html", "HTTP 200 with an HTML page: '<html><body>Bad gateway"),
+        (
+            "not_completion",
+            "HTTP 200 with JSON without choices (it says: unknown route "
+            "/chat/completions)",
+        ),
+    ],
+)
+def test_an_answer_that_is_not_a_chat_completion_is_a_bad_response(
+    vlm_env, fake, mode, what
+):
+    fake.default_mode = mode
     with app_client() as client:
         job, images = run_images(client, 1)
         report = costs(client)
@@ -388,8 +403,53 @@ def test_a_response_that_is_not_json_is_an_error_with_its_reason(vlm_env, fake):
     assert job["status"] == "COMPLETED"
     for outcome in images[0]["analysis"]["vlm"].values():
         assert outcome["status"] == "error"
-        assert "unreadable response" in outcome["reason"]
+        assert outcome["reason"] == (
+            f"the endpoint did not answer like an OpenAI-compatible API ({what}"
+            + ("</body></html>'" if "HTML" in what else "")
+            + f"); check IMAGE_TAGGER_VLM_BASE_URL ({fake.url}): it should usually "
+            "end in /v1"
+        )
+    # Not retried: a wrong base URL does not mend itself.
+    assert len(fake.log) == 2
+    rows = report["recent"]
+    assert [row["outcome"] for row in rows] == ["bad_response"] * 2
+    assert {row["error"] for row in rows} == {
+        images[0]["analysis"]["vlm"]["cognitive"]["reason"]
+    }
+    assert report["unpriced_calls"] == report["no_usage_calls"] == 2
+
+
+def test_a_404_is_refused_and_names_the_settings_to_check(vlm_env, fake):
+    fake.default_mode = "404"
+    with app_client() as client:
+        _job, images = run_images(client, 1)
+        report = costs(client)
+
+    reason = images[0]["analysis"]["vlm"]["cognitive"]["reason"]
+    assert reason == (
+        "the provider answered HTTP 404: The model does not exist (check "
+        f"IMAGE_TAGGER_VLM_BASE_URL, {fake.url}: it should usually end in /v1; "
+        "and IMAGE_TAGGER_VLM_MODEL)"
+    )
     assert [row["outcome"] for row in report["recent"]] == ["refused"] * 2
+    assert len(fake.log) == 2
+
+
+def test_a_408_from_the_provider_is_a_timeout_and_retried(vlm_env, fake):
+    fake.faults.extend(["408"])
+    vlm_env(vlm_concurrency=1)
+    with app_client() as client:
+        _job, images = run_images(client, 1)
+        report = costs(client)
+
+    vlm = images[0]["analysis"]["vlm"]
+    assert {outcome["status"] for outcome in vlm.values()} == {"ok"}
+    assert sorted(row["outcome"] for row in report["recent"]) == [
+        "ok",
+        "ok",
+        "timeout",
+    ]
+    assert len(fake.log) == 3
 
 
 def test_a_fault_in_the_vlm_stage_keeps_the_metrics(vlm_env, fake, monkeypatch):

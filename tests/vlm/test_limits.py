@@ -79,11 +79,11 @@ def test_the_budget_reserves_calls_in_flight():
     spent = Decimal("0.5")
     limit = Decimal("1.0")
 
-    first = budget.reserve(Decimal("0.3"), limit=limit, spent=lambda: spent)
+    first = budget.reserve(Decimal("0.3"), limit=limit, spent=lambda: (spent, 0))
     assert first is not None and budget.reserved == Decimal("0.3")
     # 0.5 spent + 0.3 in flight + 0.3 would pass 1.0: refused.
-    assert budget.reserve(Decimal("0.3"), limit=limit, spent=lambda: spent) is None
-    assert budget.reserve(Decimal("0.2"), limit=limit, spent=lambda: spent)
+    assert budget.reserve(Decimal("0.3"), limit=limit, spent=lambda: (spent, 0)) is None
+    assert budget.reserve(Decimal("0.2"), limit=limit, spent=lambda: (spent, 0))
     budget.release(first)
     assert budget.reserved == Decimal("0.2")
 
@@ -95,7 +95,7 @@ def test_concurrent_reservations_never_pass_the_limit():
 
     def take() -> None:
         barrier.wait()
-        if budget.reserve(Decimal("0.1"), limit=Decimal("1"), spent=lambda: 0):
+        if budget.reserve(Decimal("0.1"), limit=Decimal("1"), spent=lambda: (0, 0)):
             granted.append(1)
 
     threads = [threading.Thread(target=take) for _ in range(16)]
@@ -110,14 +110,14 @@ def test_a_call_that_fits_once_calls_in_flight_end_waits_for_them():
     budget, stop = Budget(), threading.Event()
     spent = [Decimal("0")]
     limit = Decimal("1.0")
-    first = budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: spent[0])
+    first = budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: (spent[0], 0))
     assert first is not None
 
     waited = []
     waiter = threading.Thread(
         target=lambda: waited.append(
             budget.reserve(
-                Decimal("0.6"), limit=limit, spent=lambda: spent[0], stop=stop
+                Decimal("0.6"), limit=limit, spent=lambda: (spent[0], 0), stop=stop
             )
         )
     )
@@ -132,20 +132,61 @@ def test_a_call_that_fits_once_calls_in_flight_end_waits_for_them():
 
     # 0.2 spent + 0.9 can never fit: refused at once, without waiting.
     assert (
-        budget.reserve(Decimal("0.9"), limit=limit, spent=lambda: spent[0], stop=stop)
+        budget.reserve(
+            Decimal("0.9"), limit=limit, spent=lambda: (spent[0], 0), stop=stop
+        )
         is None
     )
+
+
+def test_reservations_in_the_ledger_count_and_a_call_waits_for_them():
+    budget, stop = Budget(), threading.Event()
+    limit = Decimal("1.0")
+    ledger = {"spent": Decimal("0"), "in_flight": Decimal("0")}
+    options = {
+        "limit": limit,
+        "spent": lambda: (ledger["spent"], ledger["in_flight"]),
+    }
+
+    # A call of this process: its reservation passes to its ledger row.
+    mine = budget.reserve(Decimal("0.5"), **options)
+
+    def write() -> int:
+        ledger["in_flight"] += Decimal("0.5")
+        return 7
+
+    assert budget.record(mine, write) == 7
+    assert budget.reserved == Decimal("0") and ledger["in_flight"] == Decimal("0.5")
+    # Another process's call in flight, seen in the ledger: nothing fits.
+    ledger["in_flight"] += Decimal("0.4")
+    assert budget.reserve(Decimal("0.2"), **options) is None
+
+    waited = []
+    waiter = threading.Thread(
+        target=lambda: waited.append(
+            budget.reserve(Decimal("0.2"), stop=stop, **options)
+        )
+    )
+    waiter.start()
+    waiter.join(timeout=0.6)
+    assert waiter.is_alive() and waited == []
+    ledger["in_flight"] -= Decimal("0.4")  # the other process's call ended
+    ledger["spent"] += Decimal("0.1")
+    waiter.join(timeout=5)
+    assert waited[0].amount == Decimal("0.2")
+    budget.release(mine)  # handed over: releasing it takes nothing back
+    assert budget.reserved == Decimal("0.2")
 
 
 def test_a_waiting_reservation_ends_when_the_service_stops():
     budget, stop = Budget(), threading.Event()
     limit = Decimal("1.0")
-    assert budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: Decimal(0))
+    assert budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: (Decimal(0), 0))
     raised = []
 
     def wait() -> None:
         try:
-            budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: 0, stop=stop)
+            budget.reserve(Decimal("0.6"), limit=limit, spent=lambda: (0, 0), stop=stop)
         except Stopped:
             raised.append(True)
 

@@ -21,6 +21,7 @@ from image_tagger.jobs import service
 from image_tagger.jobs.pool import ComputePool
 from image_tagger.jobs.runner import owner_alive, run_upload_job
 from image_tagger.settings import Settings
+from image_tagger.vlm.ledger import interrupt_stale_calls
 
 log = structlog.get_logger(__name__)
 
@@ -135,11 +136,13 @@ class InProcessBackend:
 
     def sweep(self) -> None:
         """Requeue items whose lease expired; dispatch jobs that no runner, here
-        or in another live process (an ``ingest``, a worker), is working on."""
+        or in another live process (an ``ingest``, a worker), is working on;
+        mark interrupted the model calls a stopped process left in flight."""
         with session_scope(write=True) as session:
             service.recover_expired_leases(
                 session, max_attempts=self.settings.max_attempts
             )
+            interrupt_stale_calls(session, self.settings)
         with session_scope() as session:
             waiting = service.unattended_jobs(
                 session, alive=owner_alive, grace_seconds=NEW_JOB_GRACE_SECONDS

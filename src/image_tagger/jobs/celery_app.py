@@ -28,6 +28,7 @@ from image_tagger.jobs import service
 from image_tagger.jobs.pool import ComputePool
 from image_tagger.jobs.runner import process_one_item
 from image_tagger.settings import Settings, get_settings, hide_password
+from image_tagger.vlm.ledger import interrupt_stale_calls
 
 log = structlog.get_logger(__name__)
 
@@ -128,11 +129,13 @@ class Sweeper:
         self._waiting_on_empty_queue: dict[int, int] = {}
 
     def run(self) -> dict[int, int]:
-        """One sweep; returns the tasks sent per job."""
+        """One sweep; returns the tasks sent per job. Model calls a stopped
+        process left in flight are marked interrupted."""
         with session_scope(write=True) as session:
             recovered = service.recover_expired_leases(
                 session, max_attempts=self.settings.max_attempts
             )
+            interrupt_stale_calls(session, self.settings)
         waiting = pending_items()
         queue_empty = bool(waiting) and (
             queued_tasks(self.app, self.settings.celery_queue) == 0

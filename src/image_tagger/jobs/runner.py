@@ -34,6 +34,7 @@ from image_tagger.science.pipeline import (
     SciencePipelineConfig,
 )
 from image_tagger.settings import Settings, get_settings
+from image_tagger.vlm.ledger import interrupt_stale_calls
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +102,7 @@ def run_upload_job(
         service.recover_expired_leases(
             session, max_attempts=settings.max_attempts, job_id=job_id
         )
+        interrupt_stale_calls(session, settings)
 
     processed = 0
     waiting = False

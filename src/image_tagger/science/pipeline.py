@@ -43,6 +43,7 @@ from image_tagger.vlm.analyzers import (
     not_configured,
     skipped,
 )
+from image_tagger.vlm.ledger import mark_stored
 
 if TYPE_CHECKING:
     from image_tagger.vlm.service import CallContext, VlmService
@@ -79,6 +80,9 @@ class PipelineResult:
     #: This run's outcomes (skipped or error) of the analyzers whose stored
     #: ``ok`` result was kept instead, by analyzer.
     vlm_kept: dict[str, Any] = field(default_factory=dict)
+    #: The ledger rows whose ``ok`` answers are in ``vlm``, by analyzer:
+    #: marked stored with the analysis, so never used again instead of a call.
+    vlm_calls: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -185,6 +189,8 @@ class SciencePipeline:
         With ``thumbnail``, a thumbnail is written there from the same decode.
         The VLM calls are written to the ledger (for ``image_id`` and
         ``job_id``) as they are made: they were paid whatever happens next.
+        An ``ok`` answer in the ledger for the image that was never stored (a
+        process stopped before storing it) is used instead of a new call.
         Of ``stored_vlm`` (an earlier analysis's VLM outcomes), those that are
         ``ok`` for the configured model are kept, not asked again; an ``ok``
         one of any model is kept when this run gives no ``ok`` result instead.
@@ -212,6 +218,11 @@ class SciencePipeline:
             context = CallContext(image_id=image_id, job_id=job_id, stop=self.stop)
             kept = vlm.reusable(stored_vlm)
             result.vlm = _analyze_or_error(vlm, jpeg, context, kept)
+            result.vlm_calls = {
+                name: call_id
+                for name, call_id in context.answers.items()
+                if result.vlm.get(name, {}).get("status") == "ok"
+            }
         elif self.config.run_vlm:
             result.vlm = skipped(not_configured(self.settings))
         fresh = result.vlm
@@ -240,10 +251,12 @@ class SciencePipeline:
         and keeps the stored ``ok`` VLM results that ``result`` has no ``ok``
         result for.
 
-        Returns the id of the analysis row.
+        The ledger rows of the answers stored are marked so, in the same
+        transaction. Returns the id of the analysis row.
         """
         db = self._require_db()
         vlm, _kept = keep_paid(self.stored_vlm(image_id), result.vlm)
+        mark_stored(db, list(result.vlm_calls.values()))
         values = {
             "parameters": self.parameters,
             "metrics": result.metrics,

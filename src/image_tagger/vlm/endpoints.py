@@ -26,8 +26,13 @@ def get_costs(
     """VLM spending: totals by day, model and analyzer, the budget, recent calls.
 
     `spent_usd` counts every call with a known cost; `reserved_usd` is what
-    the calls in flight in this server may cost; `unpriced_calls` have no
-    known cost (an unknown price, or no usage reported by the provider).
+    the calls in flight may cost (those of every process, in the ledger);
+    `unpriced_calls` ended without a known cost (an unknown price, no usage
+    reported by the provider, or interrupted); `in_flight_calls` are not
+    answered yet. Each recent call's `outcome` is one of `ok`,
+    `invalid_answer`, `rate_limited`, `server_error`, `timeout`,
+    `connection_error`, `refused`, `bad_response`, `in_flight` or
+    `interrupted`.
     """
     settings = get_settings()
     vlm = get_vlm(settings)
@@ -35,7 +40,7 @@ def get_costs(
     with session_scope() as session:
         return cost_report(
             session,
-            budget_usd=settings.vlm_budget_usd,
+            settings=settings,
             reserved_usd=reserved,
             days=days,
             recent=recent,

@@ -1,5 +1,6 @@
 """Limits shared by every runner of a process: concurrency, requests per minute,
-and the spending budget with the cost of calls in flight reserved.
+and the spending budget with the cost of calls in flight reserved (those of
+every process, through the ledger).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 #: The window of the requests-per-minute limit.
 WINDOW_SECONDS = 60.0
@@ -18,6 +20,8 @@ WINDOW_SECONDS = 60.0
 #: Extra wait before a request that the limit held back, for the time it takes
 #: to reach the provider: the provider counts arrivals, we count departures.
 RPM_MARGIN_SECONDS = 0.5
+
+T = TypeVar("T")
 
 
 class Stopped(CancelledError):
@@ -66,8 +70,11 @@ class Budget:
     """A spending cap: a call starts only if what is spent, what calls in
     flight may cost and this call's estimate all fit under it.
 
-    ``spent`` reads the ledger's total; it is called under the lock, so two
-    calls of this process never both take the last of the budget.
+    ``spent`` reads, at once, the ledger's total and the reservations of the
+    calls in flight written in the ledger (by any process); a reservation of
+    this process is held here until its call's row holds it (`record`).
+    They are read under the lock, so two calls of this process never both
+    take the last of the budget.
     """
 
     def __init__(self) -> None:
@@ -76,6 +83,7 @@ class Budget:
 
     @property
     def reserved(self) -> Decimal:
+        """This process's reservations not in the ledger yet."""
         with self._changed:
             return self._reserved
 
@@ -84,7 +92,7 @@ class Budget:
         estimate: Decimal,
         *,
         limit: Decimal,
-        spent: Callable[[], Decimal],
+        spent: Callable[[], tuple[Decimal, Decimal]],
         stop: threading.Event | None = None,
     ) -> Reservation | None:
         """Reserve ``estimate``; None when it does not fit under ``limit``.
@@ -95,17 +103,31 @@ class Budget:
         """
         with self._changed:
             while True:
-                used = spent()
-                if used + self._reserved + estimate <= limit:
+                used, elsewhere = spent()
+                if used + elsewhere + self._reserved + estimate <= limit:
                     self._reserved += estimate
                     return Reservation(estimate)
-                if stop is None or not self._reserved or used + estimate > limit:
+                in_flight = self._reserved or elsewhere
+                if stop is None or not in_flight or used + estimate > limit:
                     return None
                 self._changed.wait(timeout=0.25)
                 if stop.is_set():
                     raise Stopped
 
+    def record(self, reservation: Reservation, write: Callable[[], T]) -> T:
+        """Hand ``reservation`` over to the ledger: ``write`` records it there
+        (the call's row), then this process stops holding it. Under the lock,
+        so that no reservation is counted in neither place."""
+        with self._changed:
+            written = write()
+            self._reserved -= reservation.amount
+            reservation.amount = Decimal(0)
+            return written
+
     def release(self, reservation: Reservation) -> None:
+        """The call ended (or never started): what it still held here is
+        released, and waiting calls look again."""
         with self._changed:
             self._reserved -= reservation.amount
+            reservation.amount = Decimal(0)
             self._changed.notify_all()

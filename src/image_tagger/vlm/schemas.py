@@ -87,11 +87,18 @@ class CallTotals(BaseModel):
         "has one (an unknown price is null, never zero)"
     )
     unpriced_calls: int = Field(
-        description="calls of the group without a known cost, not in cost_usd"
+        description="calls of the group that ended without a known cost, not in "
+        "cost_usd"
     )
     no_usage_calls: int = Field(
         description="of the unpriced calls, those that reported no usage: failed "
-        "before an answer (a connection error, a timeout, a 429 or 5xx)"
+        "before an answer (a connection error, a timeout, a 429 or 5xx, an answer "
+        "that was not a chat completion) or interrupted (their process stopped "
+        "while they were in flight)"
+    )
+    in_flight_calls: int = Field(
+        description="calls of the group sent and not answered yet: neither priced "
+        "nor unpriced until they end"
     )
 
 
@@ -128,13 +135,21 @@ class CostsOut(BaseModel):
     currency: str = "USD"
     budget_usd: float | None
     spent_usd: float
-    reserved_usd: float
+    reserved_usd: float = Field(
+        description="what the calls in flight may cost: those of every process, "
+        "recorded in the ledger, and those of this server about to be sent"
+    )
     remaining_usd: float | None
     unpriced_calls: int = Field(
-        description="calls whose cost is unknown (price unknown, or no usage reported)"
+        description="calls that ended with an unknown cost (price unknown, no "
+        "usage reported, or interrupted)"
     )
     no_usage_calls: int = Field(
         description="of the unpriced calls, those that reported no usage"
+    )
+    in_flight_calls: int = Field(
+        description="calls sent and not answered yet, by any process; their "
+        "reservations are in reserved_usd"
     )
     by_day: list[DayCost]
     by_model: list[ModelCost]

@@ -2,10 +2,13 @@
 
 Every analyzer call goes through `VlmService.run`: the call waits for a
 concurrency slot, the budget is checked with the cost of the calls in flight
-reserved, the call waits for the requests-per-minute limit, and its outcome is
-written to the ledger. Timeouts, 429 (after its Retry-After) and 5xx are retried with
-backoff, within a bounded number of attempts and a bounded total time; an
-answer that does not validate is asked for once more.
+reserved (those of every process, in the ledger), the call waits for the
+requests-per-minute limit, its ledger row is written ``in_flight`` with its
+reservation, the request is sent, and the row is completed with the outcome.
+Timeouts, 429 (after its Retry-After) and 5xx are retried with backoff, within
+a bounded number of attempts and a bounded total time; an answer that does
+not validate is asked for once more. An ``ok`` answer that a stopped process
+paid for but never stored is used instead of a new call.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import openai
 import structlog
+from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from image_tagger.settings import Settings
@@ -32,7 +36,7 @@ from image_tagger.vlm.analyzers import (
     VLM_IMAGE_QUALITY,
     Analyzer,
 )
-from image_tagger.vlm.limits import Budget, RateLimiter, Stopped
+from image_tagger.vlm.limits import Budget, RateLimiter, Reservation, Stopped
 from image_tagger.vlm.pricing import base_url, call_cost, provider_name
 from image_tagger.vlm.schemas import AnalyzerOutcome
 
@@ -69,6 +73,9 @@ class CallContext:
     stop: threading.Event = field(default_factory=threading.Event)
     #: Every ledger record written for the calls made, in order.
     calls: list[ledger.CallRecord] = field(default_factory=list)
+    #: The ledger row of each ``ok`` answer given (asked for, or paid for
+    #: earlier and never stored), by analyzer.
+    answers: dict[str, int] = field(default_factory=dict)
 
 
 class VlmService:
@@ -130,6 +137,8 @@ class VlmService:
         kept = kept or {}
         todo = [analyzer for analyzer in ANALYZERS if analyzer.name not in kept]
         outcomes = dict(kept)
+        outcomes.update(self._paid_answers(todo, context))
+        todo = [analyzer for analyzer in todo if analyzer.name not in outcomes]
         if todo:
             first, *others = todo
             helped = {
@@ -140,6 +149,38 @@ class VlmService:
             for name, future in helped.items():
                 outcomes[name] = future.result().model_dump()
         return {analyzer.name: outcomes[analyzer.name] for analyzer in ANALYZERS}
+
+    def _paid_answers(
+        self, todo: list[Analyzer], context: CallContext
+    ) -> dict[str, dict]:
+        """The outcomes of ``todo`` whose ``ok`` answer for the image (this
+        model, these prompts) is in the ledger but was never stored: a process
+        that stopped after paying for it, before storing it."""
+        if context.image_id is None or not todo:
+            return {}
+        found = ledger.unstored_answers(
+            context.image_id, self.model, PROMPTS_VERSION, [a.name for a in todo]
+        )
+        outcomes = {}
+        for analyzer in todo:
+            if analyzer.name not in found:
+                continue
+            call_id, answer = found[analyzer.name]
+            try:
+                result = analyzer.answer.model_validate(answer).model_dump()
+            except ValidationError:
+                continue  # the schema changed since: ask again
+            context.answers[analyzer.name] = call_id
+            outcomes[analyzer.name] = AnalyzerOutcome(
+                status="ok", model=self.model, result=result
+            ).model_dump()
+            log.info(
+                "vlm.answer_reused",
+                tool=analyzer.name,
+                call_id=call_id,
+                image_id=context.image_id,
+            )
+        return outcomes
 
     def run(
         self,
@@ -165,6 +206,7 @@ class VlmService:
             attempts += 1
 
             if attempt.outcome == ledger.OK:
+                context.answers[tool] = attempt.record.id
                 return AnalyzerOutcome(
                     status="ok", model=self.model, result=attempt.result
                 )
@@ -224,7 +266,7 @@ class VlmService:
 
         options = {
             "limit": Decimal(str(limit)),
-            "spent": ledger.spent_usd,
+            "spent": self._spent_and_reserved,
             "stop": stop,
         }
         reservation = self.budget.reserve(estimate, **options)
@@ -234,13 +276,19 @@ class VlmService:
             if observed:
                 reservation = self.budget.reserve(estimate, **options)
         if reservation is None:
+            spent, reserved = self._spent_and_reserved()
             return None, _budget_reached(
-                spent=ledger.spent_usd(),
-                reserved=self.budget.reserved,
+                spent=spent,
+                reserved=self.budget.reserved + reserved,
                 estimate=estimate,
                 limit=limit,
             )
         return reservation, None
+
+    def _spent_and_reserved(self) -> tuple[Decimal, Decimal]:
+        """The ledger's spending, and the reservations of the calls in flight
+        in the ledger (any process)."""
+        return ledger.spent_and_reserved_usd(self.settings)
 
     def _estimate(self, tool: str) -> tuple[Decimal | None, bool]:
         """What a call of ``tool`` may cost, and whether that is observed: the
@@ -285,9 +333,10 @@ class VlmService:
         context: CallContext,
     ) -> _Attempt:
         """One request within the limits, or a budget refusal (outcome
-        ``_SKIPPED``). The budget is reserved once a concurrency slot is held,
-        and both are kept until the call's ledger row is written: the calls in
-        flight are never more than the slots."""
+        ``_SKIPPED``). The budget is reserved once a concurrency slot is held;
+        the reservation passes to the call's ledger row when the request
+        leaves, and ends with the call, as the slot does: the calls in flight
+        are never more than the slots."""
         while not self.slots.acquire(timeout=0.5):
             if context.stop.is_set():
                 raise Stopped
@@ -296,7 +345,9 @@ class VlmService:
             if refusal:
                 return _Attempt(_SKIPPED, refusal)
             try:
-                return self._request_and_record(analyzer, request, tool, context)
+                return self._request_and_record(
+                    analyzer, request, tool, context, reservation
+                )
             finally:
                 if reservation is not None:
                     self.budget.release(reservation)
@@ -309,28 +360,94 @@ class VlmService:
         request: dict[str, Any],
         tool: str,
         context: CallContext,
+        reservation: Reservation | None,
     ) -> _Attempt:
-        """One request after the rate limit; its ledger row is written before
-        return."""
+        """One request after the rate limit: its ledger row is written
+        ``in_flight`` before it is sent, and completed before return."""
         self.limiter.acquire(context.stop)
+        call_id = self._start_call(tool, context, reservation)
         started = time.perf_counter()
-        attempt, completion = self._send(request)
-        latency_ms = (time.perf_counter() - started) * 1000
-
-        usage = getattr(completion, "usage", None)
-        input_tokens = getattr(usage, "prompt_tokens", None)
-        output_tokens = getattr(usage, "completion_tokens", None)
-        if completion is not None:
-            attempt = _validated(analyzer, completion)
-        cost = None
-        if input_tokens is not None and output_tokens is not None:
-            cost = call_cost(
-                self.settings,
-                self.model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
+        try:
+            attempt, completion = self._send(request)
+            latency_ms = (time.perf_counter() - started) * 1000
+            usage = getattr(completion, "usage", None)
+            input_tokens = getattr(usage, "prompt_tokens", None)
+            output_tokens = getattr(usage, "completion_tokens", None)
+            if completion is not None:
+                attempt = _validated(analyzer, completion)
+            cost = None
+            if input_tokens is not None and output_tokens is not None:
+                cost = call_cost(
+                    self.settings,
+                    self.model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                )
+        except BaseException as exc:
+            # A fault of ours once the request left: the row says so, rather
+            # than stay in flight until a sweep.
+            ledger.finish_call(
+                self._record(
+                    call_id,
+                    tool,
+                    context,
+                    _Attempt(
+                        ledger.INTERRUPTED,
+                        f"this process failed on the call: {type(exc).__name__}: {exc}",
+                    ),
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
             )
-        attempt.record = ledger.CallRecord(
+            raise
+        attempt.record = self._record(
+            call_id,
+            tool,
+            context,
+            attempt,
+            latency_ms=latency_ms,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+        )
+        ledger.finish_call(attempt.record, answer=attempt.result)
+        context.calls.append(attempt.record)
+        log.debug("vlm.call", tool=tool, outcome=attempt.outcome, ms=round(latency_ms))
+        return attempt
+
+    def _start_call(
+        self, tool: str, context: CallContext, reservation: Reservation | None
+    ) -> int:
+        """The call's ledger row, ``in_flight``, holding its reservation."""
+
+        def write() -> int:
+            return ledger.start_call(
+                tool=tool,
+                provider=self.provider,
+                model=self.model,
+                prompts_version=PROMPTS_VERSION,
+                reserved_usd=reservation.amount if reservation else None,
+                image_id=context.image_id,
+                job_id=context.job_id,
+            )
+
+        if reservation is None:
+            return write()
+        return self.budget.record(reservation, write)
+
+    def _record(
+        self,
+        call_id: int,
+        tool: str,
+        context: CallContext,
+        attempt: _Attempt,
+        *,
+        latency_ms: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: Decimal | None = None,
+    ) -> ledger.CallRecord:
+        return ledger.CallRecord(
+            id=call_id,
             tool=tool,
             provider=self.provider,
             model=self.model,
@@ -343,15 +460,12 @@ class VlmService:
             image_id=context.image_id,
             job_id=context.job_id,
         )
-        ledger.record_call(attempt.record)
-        context.calls.append(attempt.record)
-        log.debug("vlm.call", tool=tool, outcome=attempt.outcome, ms=round(latency_ms))
-        return attempt
 
     def _send(self, request: dict[str, Any]):
-        """(None, completion) on an answer; (attempt saying why, None) on a fault."""
+        """(None, completion) on a chat completion; (attempt saying why, None)
+        on a fault."""
         try:
-            return None, self.client.chat.completions.create(**request)
+            raw = self.client.chat.completions.with_raw_response.create(**request)
         except openai.APITimeoutError:
             reason = (
                 f"no answer within {self.settings.vlm_timeout_seconds:g} s "
@@ -368,17 +482,63 @@ class VlmService:
                 retry_after=_retry_after(exc.response),
             ), None
         except openai.APIStatusError as exc:
-            status = exc.status_code
-            reason = f"the provider answered HTTP {status}: {_message(exc)}"
-            if status >= 500:
-                return _Attempt(
-                    ledger.SERVER_ERROR, reason, retry_after=_retry_after(exc.response)
-                ), None
-            return _Attempt(ledger.REFUSED, reason), None
+            return self._status_error(exc), None
         except (openai.OpenAIError, ValueError) as exc:
-            # A response the client could not read (not JSON, a wrong shape).
-            reason = f"unreadable response: {type(exc).__name__}: {exc}"
-            return _Attempt(ledger.REFUSED, reason[:500]), None
+            # A response the client could not read at all.
+            reason = self._bad_response(f"{type(exc).__name__}: {exc}")
+            return _Attempt(ledger.BAD_RESPONSE, reason), None
+        return self._completion(raw)
+
+    def _status_error(self, exc: openai.APIStatusError) -> _Attempt:
+        status = exc.status_code
+        reason = f"the provider answered HTTP {status}: {_message(exc)}"
+        retry_after = _retry_after(exc.response)
+        if status >= 500:
+            return _Attempt(ledger.SERVER_ERROR, reason, retry_after=retry_after)
+        if status == 408:  # the server's own timeout: retried like ours
+            return _Attempt(ledger.TIMEOUT, reason, retry_after=retry_after)
+        if status in (401, 403):
+            reason += " (check IMAGE_TAGGER_VLM_API_KEY)"
+        elif status == 404:
+            reason += (
+                f" (check IMAGE_TAGGER_VLM_BASE_URL, {base_url(self.settings)}: it "
+                "should usually end in /v1; and IMAGE_TAGGER_VLM_MODEL)"
+            )
+        return _Attempt(ledger.REFUSED, reason)
+
+    def _completion(self, raw) -> tuple[_Attempt | None, Any]:
+        """The chat completion of an answer; a ``bad_response`` attempt when
+        the answer is not one (an HTML page, JSON of another API)."""
+        try:
+            completion = raw.parse()
+        except (openai.OpenAIError, ValueError):
+            completion = None
+        if isinstance(completion, ChatCompletion) and isinstance(
+            completion.choices, list
+        ):
+            return None, completion
+        if isinstance(completion, ChatCompletion):
+            said = _said(getattr(completion, "error", None))
+            what = "JSON without choices" + (f" (it says: {said})" if said else "")
+        elif isinstance(completion, (dict, list, int, float, bool)):
+            what = "JSON that is not a chat completion"
+        else:
+            looks = raw.headers.get("content-type", "") + raw.text[:100]
+            what = (
+                "an HTML page" if "html" in looks.lower() else "a body that is not JSON"
+            )
+            what += f": {_excerpt(raw.text)}"
+        return _Attempt(
+            ledger.BAD_RESPONSE,
+            self._bad_response(f"HTTP {raw.status_code} with {what}"),
+        ), None
+
+    def _bad_response(self, what: str) -> str:
+        return (
+            f"the endpoint did not answer like an OpenAI-compatible API ({what}); "
+            f"check IMAGE_TAGGER_VLM_BASE_URL ({base_url(self.settings)}): it "
+            "should usually end in /v1"
+        )[:1000]
 
 
 def _validated(analyzer: Analyzer, completion) -> _Attempt:
@@ -411,6 +571,19 @@ def _budget_reached(
         "upload them again or run `image-tagger reanalyze --all`: only their "
         "missing ratings are asked for"
     )
+
+
+def _said(error: Any) -> str | None:
+    """The message of an ``error`` member of a provider's JSON, if any."""
+    if isinstance(error, dict):
+        error = error.get("message")
+    return error[:300] if isinstance(error, str) and error else None
+
+
+def _excerpt(text: str) -> str:
+    """The start of a body, on one line."""
+    line = " ".join(text.split())
+    return repr(line[:120] + ("..." if len(line) > 120 else "")) if line else "empty"
 
 
 def _clause(reason: str | None) -> str:

@@ -1245,7 +1245,10 @@ function costSections(c) {
       ? "no cap set" : formatUsd(budget)),
     h("dt", {}, "Spent"), h("dd", {}, formatUsd(c.spent_usd)),
     h("dt", {}, "Reserved"), h("dd", {}, formatUsd(c.reserved_usd || 0),
-      h("span", { class: "small muted" }, " (calls in flight)")),
+      h("span", { class: "small muted" }, c.in_flight_calls
+        ? ` (${c.in_flight_calls} call${c.in_flight_calls === 1 ? "" : "s"} in `
+          + "flight, in any process)"
+        : " (calls in flight)")),
     h("dt", {}, "Left"), h("dd", {}, budget === null || budget === undefined
       ? "–" : formatUsd(c.remaining_usd)),
     budget ? [h("dt", {}, "Used"), h("dd", {},
@@ -1254,8 +1257,9 @@ function costSections(c) {
       ` ${Math.round((100 * (c.spent_usd || 0)) / budget)}%`)] : null);
   const unpriced = c.unpriced_calls
     ? h("p", { class: "muted small" }, `${c.unpriced_calls} call`
-      + `${c.unpriced_calls === 1 ? " has" : "s have"} no known price and `
-      + "count as unpriced, not as free.") : null;
+      + `${c.unpriced_calls === 1 ? " has" : "s have"} no known cost (no known `
+      + "price, no usage reported, or interrupted) and count as unpriced, not "
+      + "as free.") : null;
   const recent = c.recent || [];
   return [
     summary, unpriced,
@@ -1306,6 +1310,9 @@ function recentCalls(recent) {
   const cell = (col, ...content) => h("td", {
     class: `col-${col}`, "data-label": columns.find(([c]) => c === col)[1],
   }, ...content);
+  // A call in flight has no tokens, cost or outcome yet: it says so, rather
+  // than look unpriced; an interrupted one shows its note as any error does.
+  const inFlight = (r) => r.outcome === "in_flight";
   return h("div", { class: "table-wrap fitted" }, h("table", {
     id: "recent-calls", class: "grid cards costs",
   },
@@ -1315,15 +1322,16 @@ function recentCalls(recent) {
   h("tbody", {}, recent.map((r) => h("tr", {},
     cell("when", timeCell(r.created_at)),
     cell("call", pair(r.tool, r.model || "–", " · ")),
-    cell("tokens", pair(`${formatNumber(r.input_tokens ?? "?")} in`,
+    cell("tokens", inFlight(r) ? "–" : pair(`${formatNumber(r.input_tokens ?? "?")} in`,
       `${formatNumber(r.output_tokens ?? "?")} out`, " / ")),
-    cell("cost", pair(formatUsd(r.cost_usd), r.latency_ms === null
-      || r.latency_ms === undefined ? "–" : `${Math.round(r.latency_ms)} ms`, " · ")),
+    cell("cost", pair(inFlight(r) ? "not known yet" : formatUsd(r.cost_usd),
+      r.latency_ms === null || r.latency_ms === undefined
+        ? "–" : `${Math.round(r.latency_ms)} ms`, " · ")),
     cell("for", r.image_id || r.job_id ? pair(r.image_id ? `image ${r.image_id}` : "",
       r.job_id ? h("button", { type: "button", class: "link",
         onclick: () => openJob(r.job_id) }, `job ${r.job_id}`) : "",
       r.image_id && r.job_id ? ", " : "") : h("span", { class: "muted" }, "–")),
-    cell("outcome", breakable(r.outcome), r.error ? [": ",
+    cell("outcome", inFlight(r) ? "in flight" : breakable(r.outcome), r.error ? [": ",
       h("span", { class: "error-text" }, r.error)] : null))))));
 }
 
