@@ -267,7 +267,12 @@ def _answer(
         completion["usage"] = {
             "prompt_tokens": fake.prompt_tokens,
             "completion_tokens": fake.completion_tokens,
-            "total_tokens": fake.prompt_tokens + fake.completion_tokens,
+            "total_tokens": (
+                fake.prompt_tokens + fake.completion_tokens
+                if isinstance(fake.prompt_tokens, int)
+                and isinstance(fake.completion_tokens, int)
+                else None
+            ),
         }
     return 200, {}, completion
 

@@ -555,3 +555,45 @@ def test_a_runner_waiting_on_a_dead_runners_image_takes_over(vlm_env, fake):
     assert sorted(entry.tool for entry in fake.log) == ["cognitive", "patterns"]
     assert run_upload_job(first["job_id"]).status == "COMPLETED"
     assert len(fake.log) == 2
+
+
+@pytest.mark.parametrize(
+    ("prompt_tokens", "completion_tokens", "named"),
+    [
+        (-5_000_000, -100, "prompt_tokens=-5000000, completion_tokens=-100"),
+        ("lots", None, "prompt_tokens=lots"),
+        (10**15, 10**15, "prompt_tokens=1000000000000000, completion_tokens="),
+    ],
+)
+def test_impossible_token_counts_are_not_believed_and_cost_nothing_known(
+    vlm_env, fake, prompt_tokens, completion_tokens, named
+):
+    # A provider that reports a negative usage must not lower the spending
+    # (and so lift the budget), nor a text or huge one break the ledger.
+    vlm_env(
+        vlm_budget_usd=1,
+        vlm_price_input_per_mtok_usd=0.15,
+        vlm_price_output_per_mtok_usd=0.6,
+    )
+    fake.prompt_tokens, fake.completion_tokens = prompt_tokens, completion_tokens
+    with app_client() as client:
+        job, images = run_images(client, 1)
+        response = client.get("/api/v1/admin/costs", headers=ADMIN)
+
+    assert job["status"] == "COMPLETED"
+    assert images[0]["analysis"]["vlm"]["cognitive"]["status"] == "ok"
+    assert response.status_code == 200
+    report = response.json()
+    assert report["spent_usd"] == 0.0
+    assert report["remaining_usd"] == 1.0
+    assert report["unpriced_calls"] == 2
+    for call in report["recent"]:
+        assert call["outcome"] == "ok"
+        assert (call["input_tokens"], call["output_tokens"], call["cost_usd"]) == (
+            None,
+            None,
+            None,
+        )
+        assert call["error"].startswith(
+            f"the provider reported impossible token counts ({named}"
+        )

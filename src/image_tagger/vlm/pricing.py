@@ -59,6 +59,6 @@ def call_cost(
             found = calc_price(usage, model, provider_id=settings.vlm_provider)
         else:
             found = calc_price(usage, model, provider_api_url=base_url(settings))
-    except LookupError:
+    except (LookupError, ValueError):  # no price for the model, or odd usage
         return None
     return found.total_price

@@ -46,6 +46,38 @@ log = structlog.get_logger(__name__)
 _SKIPPED = "skipped"
 
 
+#: The most tokens one call may report and be believed (a 32-bit column).
+MAX_REPORTED_TOKENS = 2**31 - 1
+
+
+def _reported_tokens(usage: Any) -> tuple[int | None, int | None, str | None]:
+    """The input and output tokens a completion reports, each None where it
+    reports none or an impossible count (negative, not a whole number, past
+    `MAX_REPORTED_TOKENS`), with a note naming the impossible ones: a price is
+    never computed from them, so the call's cost is unknown (null)."""
+    counts, bad = [], []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(usage, name, None)
+        if value is None:
+            counts.append(None)
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and 0 <= value <= MAX_REPORTED_TOKENS
+        ):
+            counts.append(value)
+        else:
+            counts.append(None)
+            bad.append(f"{name}={str(value)[:40]}")
+    note = (
+        f"the provider reported impossible token counts ({', '.join(bad)}); "
+        "they are not recorded and the call's cost is unknown"
+        if bad
+        else None
+    )
+    return counts[0], counts[1], note
+
+
 @dataclass
 class _Attempt:
     """One HTTP request to the provider, as it ended."""
@@ -370,9 +402,9 @@ class VlmService:
         try:
             attempt, completion = self._send(request)
             latency_ms = (time.perf_counter() - started) * 1000
-            usage = getattr(completion, "usage", None)
-            input_tokens = getattr(usage, "prompt_tokens", None)
-            output_tokens = getattr(usage, "completion_tokens", None)
+            input_tokens, output_tokens, usage_note = _reported_tokens(
+                getattr(completion, "usage", None)
+            )
             if completion is not None:
                 attempt = _validated(analyzer, completion)
             cost = None
@@ -408,6 +440,7 @@ class VlmService:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost=cost,
+            note=usage_note,
         )
         ledger.finish_call(attempt.record, answer=attempt.result)
         context.calls.append(attempt.record)
@@ -445,6 +478,7 @@ class VlmService:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         cost: Decimal | None = None,
+        note: str | None = None,
     ) -> ledger.CallRecord:
         return ledger.CallRecord(
             id=call_id,
@@ -456,7 +490,7 @@ class VlmService:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost_usd=cost,
-            error=attempt.reason,
+            error="; ".join(text for text in (attempt.reason, note) if text) or None,
             image_id=context.image_id,
             job_id=context.job_id,
         )
