@@ -214,6 +214,9 @@ function showSignIn(reason, challenge = "Bearer") {
   gated = true;
   stopAllTimers();
   const viaProxy = Boolean(challenge) && !/^bearer\b/i.test(challenge);
+  // On a first visit no token was sent: the server's reason ("missing bearer
+  // token; send ...") is meant for scripts, and the form says it better.
+  const refused = Boolean(sessionStorage.getItem(TOKEN_KEY));
   // A token the server refused signs nobody in: it is dropped, so the page
   // never says "Not signed in" beside a "Sign out" button.
   sessionStorage.removeItem(TOKEN_KEY);
@@ -223,7 +226,7 @@ function showSignIn(reason, challenge = "Bearer") {
   $("sign-in-title").textContent = viaProxy ? "No role from the proxy" : "Sign in";
   $("token-sign-in").hidden = viaProxy;
   $("proxy-sign-in").hidden = !viaProxy;
-  $("sign-in-reason").textContent = reason || "";
+  $("sign-in-reason").textContent = refused || viaProxy ? reason || "" : "";
   setSession([viaProxy ? "Not signed in: the proxy sent no role" : "Not signed in"]);
   if (!viaProxy) $("token-input").focus();
 }
