@@ -20,9 +20,12 @@ run: $(STAMP)
 
 # The second pass runs the database tests again on PostgreSQL, with the
 # scaled-out tests (Celery on Redis); they skip, saying why, if a server is down.
+# Tests spend much of their time waiting on jobs, so they run in parallel.
+PARALLEL ?= -n auto --maxprocesses=4
+
 test: $(STAMP)
-	$(BIN)/pytest -q
-	$(BIN)/pytest -q -rs --db=postgresql --ignore=tests/cockpit  # the page's tests need no second database
+	$(BIN)/pytest -q $(PARALLEL)
+	$(BIN)/pytest -q $(PARALLEL) -rs --db=postgresql --ignore=tests/cockpit  # the page's tests need no second database
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

@@ -155,7 +155,13 @@ def test_analyze_gives_the_size_pixels_and_limit_of_a_too_large_image(
 
 
 def test_token_commands_say_which_database_they_used(data_dir):
-    database = f"sqlite:///{data_dir / 'image_tagger.db'}"
+    from sqlalchemy.engine import make_url
+
+    from image_tagger.settings import get_settings
+
+    # The data directory's SQLite file, or the PostgreSQL pass's database.
+    url = make_url(get_settings().sqlalchemy_url)
+    database = url.render_as_string(hide_password=True)
 
     empty = _cli(data_dir, "token", "list")
     created = _cli(data_dir, "token", "create", "--name", "alice")
