@@ -275,6 +275,8 @@ def test_job_and_item_events_are_logged_with_their_ids(record_only_client, data_
 
     events = {entry["event"]: entry for entry in logs}
     assert events["job.started"]["job_id"] == job_id
+    order = [entry["event"] for entry in logs]
+    assert order.index("item.failed") < order.index("job.finished")
     failed = events["item.failed"]
     broken_item = _job(client, job_id)["items"][0]
     assert (failed["job_id"], failed["item_id"]) == (job_id, broken_item["id"])

@@ -447,10 +447,9 @@ def _fail(
 ) -> None:
     seconds = round(time.perf_counter() - started, 4)
     with session_scope(write=True) as session:
-        if service.fail_item(
+        service.fail_item(  # logs item.failed
             session, item_id, job_id=job_id, owner=owner, reason=reason, seconds=seconds
-        ):
-            log.warning("item.failed", job_id=job_id, item_id=item_id, reason=reason)
+        )
 
 
 def _release(item_id: int, job_id: int, *, owner: str, reason: str) -> None:

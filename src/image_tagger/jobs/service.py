@@ -213,6 +213,9 @@ def _finish_item(
     )
     if result.rowcount != 1:
         return False
+    if status == ItemStatus.FAILED:  # logged before the job's end it may cause
+        reason = values["error_message"]
+        log.warning("item.failed", job_id=job_id, item_id=item_id, reason=reason)
 
     completed, failed, cancelled, total = session.execute(
         _COUNT_STATEMENTS[status], {"p_job_id": job_id, "p_now": now}
@@ -330,12 +333,9 @@ def recover_expired_leases(
                 f"gave up after {row.attempts} attempts: the worker processing it "
                 "stopped (its lease expired each time)"
             )
-            if fail_item(
+            fail_item(  # logs item.failed
                 session, row.id, job_id=row.job_id, owner=row.lease_owner, reason=reason
-            ):
-                log.warning(
-                    "item.failed", job_id=row.job_id, item_id=row.id, reason=reason
-                )
+            )
         elif release_item(
             session, row.id, owner=row.lease_owner, reason="lease expired; retrying"
         ):
