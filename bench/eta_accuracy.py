@@ -28,21 +28,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import ServerProcess, child_env  # noqa: E402
 
-SHARED_PHOTOS = Path("/work/shared/data/photos")
-FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
+from bench.photos import sample_photos  # noqa: E402
+
 IMAGES = 40
 CHECKPOINTS = (0.25, 0.5)
 POLL_SECONDS = 0.1
 RUNS = 5
-
-
-def sample_photos() -> list[Path]:
-    folder = SHARED_PHOTOS if SHARED_PHOTOS.is_dir() else FIXTURE_PHOTOS
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}
-    )
 
 
 def batch_files(folder: Path, *, seed: int, count: int = IMAGES) -> list[Path]:

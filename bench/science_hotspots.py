@@ -22,7 +22,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.science_speed import sample_photos  # noqa: E402
+from bench.photos import sample_photos  # noqa: E402
 from image_tagger.images.decode import (  # noqa: E402
     ANALYSIS_MAX_SIDE,
     _fit,

@@ -7,8 +7,8 @@ resolution, both measured in this run, in turns, as the best of several rounds; 
 their ratio, and the median ratio over the photos. The bar is a median of at
 most 2.0.
 
-Photos: /work/shared/data/photos when present (or IMAGE_TAGGER_BENCH_PHOTOS),
-else the test fixtures. Run ``python -m bench.science_speed [max_side ...]`` to
+Photos: the sample photos, or the folder IMAGE_TAGGER_BENCH_PHOTOS names
+(`bench.photos`). Run ``python -m bench.science_speed [max_side ...]`` to
 compare analysis resolutions: with several, it also prints how closely each
 metric ranks the photos at each resolution as at the first.
 """
@@ -30,23 +30,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.photos import sample_photos  # noqa: E402
 from image_tagger.images.decode import ANALYSIS_MAX_SIDE, load_analysis_image  # noqa: E402
 from image_tagger.science.compute import METRIC_KEYS, compute_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_PHOTOS = Path("/work/shared/data/photos")
-FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
-SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".avif"}
 REPEATS = 9
 MAX_MEDIAN_RATIO = 2.0
-
-
-def sample_photos() -> list[Path]:
-    """The benchmark photos: the shared set if present, else the fixtures."""
-    folder = Path(os.environ.get("IMAGE_TAGGER_BENCH_PHOTOS", SHARED_PHOTOS))
-    if not folder.is_dir():
-        folder = FIXTURE_PHOTOS
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
 
 
 def best_seconds(*functions: Callable[[], object]) -> list[float]:

@@ -45,19 +45,13 @@ from workers import (  # noqa: E402
     remove_keys,
 )
 
-SHARED_PHOTOS = Path("/work/shared/data/photos")
-FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".avif", ".tif", ".bmp"}
+from bench.photos import sample_photos  # noqa: E402
+
 COPIES = 6
 BAR = 1.7
 POSTGRES = os.environ.get(
     "IMAGE_TAGGER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1/test"
 )
-
-
-def sample_photos() -> list[Path]:
-    folder = SHARED_PHOTOS if SHARED_PHOTOS.is_dir() else FIXTURE_PHOTOS
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def batch_files(folder: Path, copies: int = COPIES) -> list[Path]:

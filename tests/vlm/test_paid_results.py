@@ -38,6 +38,21 @@ def _rated_image(client, fake, photo: bytes) -> dict:
     return image
 
 
+def _reanalyze_all(data_dir, **env: str) -> int:
+    """`image-tagger reanalyze --all` in a CLI process of its own; its job id."""
+    dispose_engines()
+    result = subprocess.run(
+        [sys.executable, "-m", "image_tagger.cli", "reanalyze", "--all"],
+        env=child_env(data_dir, COLUMNS="200", **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return int(result.stdout.split("job ", 1)[1].split(":", 1)[0])
+
+
 def test_reanalyze_all_without_a_provider_keeps_the_paid_ratings(
     data_dir, vlm_env, fake
 ):
@@ -45,17 +60,7 @@ def test_reanalyze_all_without_a_provider_keeps_the_paid_ratings(
         before = _rated_image(client, fake, jpeg_bytes(11))
 
     # A CLI process without any VLM setting analyses every image again.
-    dispose_engines()
-    result = subprocess.run(
-        [sys.executable, "-m", "image_tagger.cli", "reanalyze", "--all"],
-        env=child_env(data_dir, COLUMNS="200"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    job_id = int(result.stdout.split("job ", 1)[1].split(":", 1)[0])
+    job_id = _reanalyze_all(data_dir)
 
     with app_client() as client:
         after = client.get(f"/api/v1/admin/images/{before['id']}", headers=ADMIN).json()
@@ -80,17 +85,7 @@ def test_reanalyze_all_with_the_provider_computes_metrics_again_but_asks_no_mode
 
     # The same provider and model configured in the CLI process.
     vlm = {k: v for k, v in os.environ.items() if k.startswith("IMAGE_TAGGER_VLM_")}
-    dispose_engines()
-    result = subprocess.run(
-        [sys.executable, "-m", "image_tagger.cli", "reanalyze", "--all"],
-        env=child_env(data_dir, COLUMNS="200", **vlm),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    job_id = int(result.stdout.split("job ", 1)[1].split(":", 1)[0])
+    job_id = _reanalyze_all(data_dir, **vlm)
 
     with app_client() as client:
         after = client.get(f"/api/v1/admin/images/{before['id']}", headers=ADMIN).json()
