@@ -52,7 +52,7 @@ def not_configured(settings: Settings) -> str:
     return (
         "no VLM provider is configured: IMAGE_TAGGER_VLM_MODEL is set but "
         "IMAGE_TAGGER_VLM_BASE_URL is not; set it to the provider's URL (e.g. "
-        "http://localhost:11434/v1), or set only IMAGE_TAGGER_VLM_API_KEY to use "
+        "http://localhost:11434/v1), or instead set IMAGE_TAGGER_VLM_API_KEY to use "
         "OpenAI"
     )
 
