@@ -103,6 +103,7 @@ def test_every_command_refuses_a_bad_setting_in_one_line(tmp_path, command):
             "an SQLite database in memory is gone when the process ends",
         ),
         ("DATABASE_URL", "sqlite:///:memory:", "give a file, like sqlite:////"),
+        ("DATA_DIR", "", "empty; set a folder (./data when the variable is unset)"),
         ("BROKER_URL", "redis", "not a URL; give one like redis://127.0.0.1:6379/0"),
         (
             "VLM_BASE_URL",

@@ -690,8 +690,17 @@ def export(
             raise typer.Exit(2)
         table = job_export.build_table(session, job_id)
     output = output or Path(f"job-{job_id}.{export_format}")
+    data_dir = get_settings().data_dir
+    if output.resolve().is_relative_to(data_dir):
+        err.print(
+            f"refusing to write {output}: it is inside the data directory "
+            f"({data_dir}), which holds the database and the images; give "
+            "--output a file elsewhere",
+            markup=False,
+        )
+        raise typer.Exit(2)
     try:
-        output.write_bytes(job_export.render(table, export_format))
+        _write_whole(output, job_export.render(table, export_format))
     except OSError as exc:
         err.print(
             f"cannot write {output}: {exc.strerror or exc}; give --output a file "
@@ -703,6 +712,18 @@ def export(
         f"{output}: {_plural(len(table.rows), 'row')}, "
         f"{_plural(len(table.columns), 'column')}"
     )
+
+
+def _write_whole(path: Path, content: bytes) -> None:
+    """Write ``path`` through a temporary file beside it: a reader never sees
+    half a file, and a failed write leaves the old one as it was."""
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        partial.write_bytes(content)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 @token_app.command("create", cls=Command)

@@ -189,6 +189,23 @@ def test_export_to_a_place_it_cannot_write_says_so_and_exits_2(data_dir, tmp_pat
         assert message.startswith(f"cannot write {target}: ")
         assert "give --output a file in a folder that exists" in message
         assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("**/*.part"))
+
+    # Never over the database (SQLite's file in the data directory), nor
+    # anywhere else in the data directory.
+    kept = data_dir / "image_tagger.db"
+    if not kept.exists():  # the PostgreSQL pass: a file of the data directory
+        kept = next(p for p in (data_dir / "images").rglob("*") if p.is_file())
+    before = kept.read_bytes()[:16]  # a header: SQLite, or the image format
+    for target in (kept, data_dir / "images" / "x.csv"):
+        result = _cli(data_dir, "export", "1", "-o", str(target))
+
+        assert result.returncode == 2, result.stderr
+        message = " ".join(result.stderr.split())
+        assert message.startswith(f"refusing to write {target}: it is inside the data")
+    assert kept.read_bytes()[:16] == before
+    assert not (data_dir / "images" / "x.csv").exists()
+    assert _cli(data_dir, "token", "list").returncode == 0
 
 
 def test_ingest_skips_what_is_not_a_regular_file_saying_so(data_dir, tmp_path):
