@@ -166,8 +166,11 @@ def test_a_call_waits_while_another_process_holds_the_last_of_the_budget(
 
     assert [worker.returncode for worker in workers] == [0, 0], outputs
     assert seen[0]["reserved_usd"] == pytest.approx(WORST_CASE, abs=1e-12)
+    # Reservations of different processes are not taken atomically (README):
+    # two checking at the same instant may both pass, by one call at most.
     for snapshot in seen:
-        assert snapshot["spent_usd"] + snapshot["reserved_usd"] <= budget + 1e-12
+        spent, reserved = snapshot["spent_usd"], snapshot["reserved_usd"]
+        assert spent + reserved <= budget + WORST_CASE + 1e-12
     # Nothing skipped: the second process's first call waited for the first
     # process's call to end (concurrency 1 holds that process's other call).
     assert [c["outcome"] for c in report["recent"]] == ["ok"] * 4
