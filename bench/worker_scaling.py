@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    from image_tagger.logging import configure_logging
+
+    configure_logging(level="WARNING", json=False)  # the table only
     unavailable = redis_unreachable() or _postgres_unreachable()
     if unavailable:
         print(f"worker scaling: skipped: {unavailable}")
