@@ -24,7 +24,7 @@ from image_tagger.vlm.schemas import (
 PROMPTS_VERSION = 1
 
 #: The JPEG quality of the image sent to the model, which is the image the
-#: metrics measure: sRGB, colours as decoded, long side at most 1024 px.
+#: metrics measure: sRGB, colours as decoded, long side at most 640 px.
 VLM_IMAGE_QUALITY = 90
 
 NOT_CONFIGURED = (

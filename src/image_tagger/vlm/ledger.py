@@ -35,7 +35,7 @@ from image_tagger.vlm.schemas import (
 log = structlog.get_logger(__name__)
 
 #: Input tokens assumed for a call's budget reservation before any call of its
-#: analyzer and model has reported its usage (a 1024 px image and the prompt,
+#: analyzer and model has reported its usage (a 640 px image and the prompt,
 #: generously); the output is assumed to reach IMAGE_TAGGER_VLM_MAX_OUTPUT_TOKENS.
 DEFAULT_INPUT_TOKENS_ESTIMATE = 4000
 

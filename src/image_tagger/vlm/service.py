@@ -28,6 +28,7 @@ import structlog
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
+from image_tagger.images.decode import ANALYSIS_MAX_SIDE
 from image_tagger.settings import Settings
 from image_tagger.vlm import ledger
 from image_tagger.vlm.analyzers import (
@@ -140,8 +141,8 @@ class VlmService:
             "provider": self.provider,
             "model": self.model,
             "prompts_version": PROMPTS_VERSION,
-            "image": f"the analysis image (sRGB, long side at most 1024 px), JPEG "
-            f"quality {VLM_IMAGE_QUALITY}",
+            "image": "the analysis image (sRGB, long side at most "
+            f"{ANALYSIS_MAX_SIDE} px), JPEG quality {VLM_IMAGE_QUALITY}",
         }
 
     def reusable(self, stored: dict[str, Any] | None) -> dict[str, dict]:
