@@ -24,7 +24,7 @@ run: $(STAMP)
 PARALLEL ?= -n auto --maxprocesses=4
 
 test: $(STAMP)
-	$(BIN)/pytest -q $(PARALLEL)
+	$(BIN)/pytest -q $(PARALLEL) -rs
 	$(BIN)/pytest -q $(PARALLEL) -rs --db=postgresql --ignore=tests/cockpit  # the page's tests need no second database
 
 bench: $(STAMP)

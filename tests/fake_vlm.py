@@ -202,6 +202,14 @@ def _handler_for(fake: FakeVLM) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, arrived: float) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path != "/v1/chat/completions":  # as a real server would
+                data = json.dumps({"detail": "Not Found"}).encode()
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             json_schema = body.get("response_format", {}).get("json_schema", {})
             tool = json_schema.get("name")
             mode = fake.next_mode(tool)

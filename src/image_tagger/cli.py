@@ -288,7 +288,7 @@ def worker(
     from image_tagger.logging import configure_logging
 
     try:
-        from image_tagger.jobs.celery_app import create_celery_app
+        from image_tagger.jobs.celery_app import RUNNERS_PER_PROCESS, create_celery_app
     except ImportError:
         err.print(
             "the worker needs Celery; install it with: pip install "
@@ -312,7 +312,7 @@ def worker(
             # Runner threads claim and record items; the pixel work runs in
             # the worker's analysis processes, two runners per process.
             "--pool=threads",
-            f"--concurrency={2 * settings.workers}",
+            f"--concurrency={RUNNERS_PER_PROCESS * settings.workers}",
             f"--queues={settings.celery_queue}",
             f"--hostname={name or f'image-tagger-{os.getpid()}@%h'}",
             f"--loglevel={settings.log_level}",

@@ -144,6 +144,23 @@ def test_retry_runs_only_the_failed_items_again(client, data_dir):
     assert "rejected at upload" in refused.json()["detail"]
 
 
+def test_an_item_that_fails_again_after_a_retry_shows_only_its_new_failure(client):
+    whole = jpeg_bytes(62)
+    truncated = whole[: len(whole) // 2]  # the header and half the scan
+    job_id = upload(client, [("cut.jpg", truncated)]).json()["job_id"]
+    (failed,) = wait_for_job(client, job_id)["items"]
+    assert failed["status"] == "FAILED"
+    assert "truncated" in failed["error_message"]
+
+    assert client.post(f"{JOBS}/{job_id}/retry", headers=ADMIN).status_code == 202
+    (again,) = wait_for_job(client, job_id)["items"]
+
+    assert again["status"] == "FAILED"
+    assert again["error_message"] == failed["error_message"]
+    assert again["note"] is None
+    assert again["finished_at"] > failed["finished_at"]
+
+
 def test_retry_of_a_cancelled_job_ends_cancelled_again(record_only_client):
     client = record_only_client
     files = [(f"{n}.jpg", jpeg_bytes(70 + n)) for n in range(3)]

@@ -406,8 +406,7 @@ def test_an_answer_that_is_not_a_chat_completion_is_a_bad_response(
         assert outcome["reason"] == (
             f"the endpoint did not answer like an OpenAI-compatible API ({what}"
             + ("</body></html>'" if "HTML" in what else "")
-            + f"); check IMAGE_TAGGER_VLM_BASE_URL ({fake.url}): it should usually "
-            "end in /v1"
+            + f"); check IMAGE_TAGGER_VLM_BASE_URL, {fake.url}"
         )
     # Not retried: a wrong base URL does not mend itself.
     assert len(fake.log) == 2
@@ -427,12 +426,28 @@ def test_a_404_is_refused_and_names_the_settings_to_check(vlm_env, fake):
 
     reason = images[0]["analysis"]["vlm"]["cognitive"]["reason"]
     assert reason == (
-        "the provider answered HTTP 404: The model does not exist (check "
-        f"IMAGE_TAGGER_VLM_BASE_URL, {fake.url}: it should usually end in /v1; "
-        "and IMAGE_TAGGER_VLM_MODEL)"
+        "the provider answered HTTP 404: The model does not exist (check that "
+        "IMAGE_TAGGER_VLM_MODEL, 'gpt-4o-mini', is a model the provider serves, and "
+        f"IMAGE_TAGGER_VLM_BASE_URL, {fake.url})"
     )
     assert [row["outcome"] for row in report["recent"]] == ["refused"] * 2
     assert len(fake.log) == 2
+
+
+def test_a_base_url_without_its_api_version_is_named_as_the_setting_to_check(
+    vlm_env, fake
+):
+    base = fake.url.removesuffix("/v1")
+    vlm_env(vlm_base_url=base)
+    with app_client() as client:
+        _job, images = run_images(client, 1)
+
+    reason = images[0]["analysis"]["vlm"]["cognitive"]["reason"]
+    assert reason.startswith("the provider answered HTTP 404: ")
+    assert reason.endswith(
+        f"IMAGE_TAGGER_VLM_BASE_URL, {base}: it should usually end in /v1)"
+    )
+    assert fake.log == []  # no request reached the chat endpoint
 
 
 def test_a_408_from_the_provider_is_a_timeout_and_retried(vlm_env, fake):

@@ -34,6 +34,9 @@ log = structlog.get_logger(__name__)
 
 PROCESS_ITEM = "image_tagger.process_item"
 BROKER_TIMEOUT_SECONDS = 3.0
+#: Runner threads per analysis process: one claims and records while the
+#: other's image is analysed, so the process never waits for the database.
+RUNNERS_PER_PROCESS = 2
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -199,6 +202,8 @@ def _start_runtime(sender=None, **_kwargs) -> None:
     log.info(
         "worker.started",
         analysis_processes=settings.workers,
+        # Celery's banner counts these as its concurrency (thread pool).
+        runner_threads=RUNNERS_PER_PROCESS * settings.workers,
         queue=settings.celery_queue,
         lease_seconds=settings.lease_seconds,
     )

@@ -155,7 +155,8 @@ def fail_item(
         job_id=job_id,
         owner=owner,
         status=ItemStatus.FAILED,
-        values={"seconds": seconds, "error_message": reason},
+        # A note from before a retry ("retried after: ...") is now stale.
+        values={"seconds": seconds, "error_message": reason, "note": None},
     )
     if finished:
         refresh_error_summary(session, job_id)

@@ -536,8 +536,8 @@ class VlmService:
             reason += " (check IMAGE_TAGGER_VLM_API_KEY)"
         elif status == 404:
             reason += (
-                f" (check IMAGE_TAGGER_VLM_BASE_URL, {base_url(self.settings)}: it "
-                "should usually end in /v1; and IMAGE_TAGGER_VLM_MODEL)"
+                f" (check that IMAGE_TAGGER_VLM_MODEL, {self.model!r}, is a model the "
+                f"provider serves, and IMAGE_TAGGER_VLM_BASE_URL, {self._url_hint()})"
             )
         return _Attempt(ledger.REFUSED, reason)
 
@@ -571,9 +571,15 @@ class VlmService:
     def _bad_response(self, what: str) -> str:
         return (
             f"the endpoint did not answer like an OpenAI-compatible API ({what}); "
-            f"check IMAGE_TAGGER_VLM_BASE_URL ({base_url(self.settings)}): it "
-            "should usually end in /v1"
+            f"check IMAGE_TAGGER_VLM_BASE_URL, {self._url_hint()}"
         )[:1000]
+
+    def _url_hint(self) -> str:
+        """The base URL in use, and what it usually lacks when it lacks it."""
+        url = base_url(self.settings)
+        if url.rstrip("/").endswith("/v1"):
+            return url
+        return f"{url}: it should usually end in /v1"
 
 
 def _validated(analyzer: Analyzer, completion) -> _Attempt:
