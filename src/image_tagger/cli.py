@@ -411,21 +411,24 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+_NOT_REGULAR = "not a regular file (a device, pipe or socket)"
+
+
 def _expand(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and not p.name.startswith(".")
-                )
-            )
+            for entry in sorted(path.rglob("*")):
+                if entry.name.startswith(".") or entry.is_dir():
+                    continue
+                if entry.is_file():
+                    files.append(entry)
+                else:
+                    err.print(f"skipped {entry}: {_NOT_REGULAR}")
         elif path.is_file():
             files.append(path)
         elif path.exists():
-            err.print(f"skipped {path}: not a regular file (a device, pipe or socket)")
+            err.print(f"skipped {path}: {_NOT_REGULAR}")
         else:
             err.print(f"skipped {path}: no such file or folder")
     return files
@@ -601,6 +604,8 @@ def _refuse_folder(path: Path) -> None:
             f"{path / '*.jpg'}), or store and analyse every image in it as a job "
             f"with: image-tagger ingest {path}"
         )
+    if path.exists() and not path.is_file():
+        raise ValueError(_NOT_REGULAR)
 
 
 @app.command(cls=Command)
@@ -671,7 +676,8 @@ def export(
             "--output",
             "-o",
             metavar="FILE",
-            help="File to write (default: job-JOB_ID.csv or job-JOB_ID.parquet)",
+            help="File to write, or - for standard output (default: "
+            "job-JOB_ID.csv or job-JOB_ID.parquet)",
         ),
     ] = None,
 ) -> None:
@@ -689,9 +695,28 @@ def export(
             err.print(f"no job {job_id}")
             raise typer.Exit(2)
         table = job_export.build_table(session, job_id)
+    content = job_export.render(table, export_format)
+    if str(output) == "-":
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        err.print(
+            f"{_plural(len(table.rows), 'row')}, "
+            f"{_plural(len(table.columns), 'column')}"
+        )
+        return
     output = output or Path(f"job-{job_id}.{export_format}")
+    # A link is written through: its target is replaced, the link kept.
+    target = output.resolve()
+    if target.exists() and not target.is_file() and not target.is_dir():
+        err.print(
+            f"refusing to write {output}: it is not a regular file (a device, a "
+            "pipe or a socket), and writing the export in its place would replace "
+            "it; give --output a file path, or - for standard output",
+            markup=False,
+        )
+        raise typer.Exit(2)
     data_dir = get_settings().data_dir
-    if output.resolve().is_relative_to(data_dir):
+    if target.is_relative_to(data_dir):
         err.print(
             f"refusing to write {output}: it is inside the data directory "
             f"({data_dir}), which holds the database and the images; give "
@@ -700,7 +725,7 @@ def export(
         )
         raise typer.Exit(2)
     try:
-        _write_whole(output, job_export.render(table, export_format))
+        _write_whole(target, content)
     except OSError as exc:
         err.print(
             f"cannot write {output}: {exc.strerror or exc}; give --output a file "

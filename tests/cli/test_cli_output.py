@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +16,8 @@ import pytest
 from helpers import ROOT, child_env, jpeg_bytes
 
 from image_tagger.vlm.analyzers import NOT_CONFIGURED
+
+NOT_REGULAR = "not a regular file (a device, pipe or socket)"
 
 COMMANDS = [
     (),
@@ -208,6 +213,41 @@ def test_export_to_a_place_it_cannot_write_says_so_and_exits_2(data_dir, tmp_pat
     assert _cli(data_dir, "token", "list").returncode == 0
 
 
+def test_export_writes_through_a_link_to_stdout_and_never_over_a_device(
+    data_dir, tmp_path
+):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(4))
+    assert _cli(data_dir, "ingest", str(photo)).returncode == 0
+
+    # A pipe (as a device would be) is refused and left as it was.
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    refused = _cli(data_dir, "export", "1", "-o", str(fifo))
+    assert refused.returncode == 2, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert message.startswith(f"refusing to write {fifo}: it is not a regular file")
+    assert "or - for standard output" in message
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+    # A link: its target gets the export, the link stays a link.
+    target, link = tmp_path / "target.csv", tmp_path / "link.csv"
+    target.write_text("old")
+    link.symlink_to(target)
+    written = _cli(data_dir, "export", "1", "-o", str(link))
+    assert written.returncode == 0, written.stderr
+    assert link.is_symlink()
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [row["filename"] for row in rows] == ["a.jpg"]
+
+    # - is standard output: the file there, the summary on stderr.
+    piped = _cli(data_dir, "export", "1", "-o", "-")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == target.read_text()
+    assert "1 row" in piped.stderr
+    assert not (ROOT / "-").exists()
+
+
 def test_ingest_skips_what_is_not_a_regular_file_saying_so(data_dir, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -218,3 +258,22 @@ def test_ingest_skips_what_is_not_a_regular_file_saying_so(data_dir, tmp_path):
     assert f"skipped {fifo}: not a regular file (a device, pipe or socket)" in lines
     assert "skipped /dev/null: not a regular file (a device, pipe or socket)" in lines
     assert f"skipped {tmp_path / 'gone'}: no such file or folder" in lines
+
+
+def test_a_folder_s_pipes_and_device_links_are_named_as_skipped(data_dir, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg_bytes(5))
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+
+    ingested = _cli(data_dir, "ingest", str(folder))
+    analysed = _cli(data_dir, "analyze", str(folder / "zero.jpg"))
+
+    assert ingested.returncode == 0, ingested.stderr
+    lines = ingested.stderr.splitlines()
+    for name in ("pipe.jpg", "zero.jpg"):
+        assert f"skipped {folder / name}: {NOT_REGULAR}" in lines
+    assert "1 accepted" in ingested.stdout
+    assert analysed.returncode == 1
+    assert f"{folder / 'zero.jpg'}: {NOT_REGULAR}" in " ".join(analysed.stderr.split())
