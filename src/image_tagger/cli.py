@@ -812,6 +812,16 @@ def token_list() -> None:
     from image_tagger.auth.service import list_tokens
     from image_tagger.db import session_scope
 
+    url = make_url(_settings().sqlalchemy_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
+        # A mistyped IMAGE_TAGGER_DATA_DIR: say so, and create nothing there.
+        console.print(
+            f"no tokens in {_database()}: it does not exist (IMAGE_TAGGER_DATA_DIR "
+            "or IMAGE_TAGGER_DATABASE_URL chooses it; the server creates it at its "
+            "first start)",
+            highlight=False,
+        )
+        return
     _prepare()
     table = Table()
     for column in ("id", "name", "role", "created", "revoked"):

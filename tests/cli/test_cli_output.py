@@ -181,6 +181,26 @@ def test_token_commands_say_which_database_they_used(data_dir):
     assert f"token 1 revoked in {database}" in revoked.stdout
 
 
+def test_token_list_of_a_data_directory_that_does_not_exist_creates_nothing(
+    tmp_path,
+):
+    missing = tmp_path / "typo" / "data"
+
+    result = _cli(
+        tmp_path,
+        "token",
+        "list",
+        IMAGE_TAGGER_DATA_DIR=str(missing),
+        IMAGE_TAGGER_DATABASE_URL=f"sqlite:///{missing}/image_tagger.db",
+    )
+
+    assert result.returncode == 0, result.stderr
+    message = " ".join(result.stdout.split())
+    assert message.startswith(f"no tokens in sqlite:///{missing}/image_tagger.db: it")
+    assert "it does not exist (IMAGE_TAGGER_DATA_DIR" in message
+    assert not (tmp_path / "typo").exists()
+
+
 def test_export_to_a_place_it_cannot_write_says_so_and_exits_2(data_dir, tmp_path):
     photo = tmp_path / "a.jpg"
     photo.write_bytes(jpeg_bytes(3))
