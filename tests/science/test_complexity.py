@@ -130,7 +130,8 @@ def test_compression_ratio_is_nearly_rotation_invariant() -> None:
 
 
 def test_compression_ratio_needs_one_jpeg_block() -> None:
-    with pytest.raises(InsufficientDataError, match="8x8"):
+    # Sizes are width x height, as everywhere else: 7 rows of 100 pixels.
+    with pytest.raises(InsufficientDataError, match="a 100x7 px image .* 8x8"):
         compression_ratio(np.zeros((7, 100), dtype=np.uint8))
 
     assert compression_ratio(np.zeros((1, 1), dtype=np.uint8), method="deflate") > 0

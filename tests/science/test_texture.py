@@ -182,6 +182,11 @@ def test_images_smaller_than_the_distance_are_insufficient_data(
         texture_features(np.zeros(shape, dtype=np.uint8), distance=distance)
 
 
+def test_the_size_in_the_reason_is_width_by_height() -> None:
+    with pytest.raises(InsufficientDataError, match="^a 50x1 px image has no"):
+        texture_features(np.zeros((1, 50), dtype=np.uint8), distance=1)
+
+
 def test_invalid_arguments_are_value_errors() -> None:
     image = np.zeros((8, 8), dtype=np.uint8)
 

@@ -173,7 +173,7 @@ def _jpeg_scan_bytes(gray: np.ndarray, *, quality: int) -> int:
         raise ValueError(f"quality must be between 1 and 95; got {quality}")
     if min(gray.shape) < _JPEG_MIN_SIDE:
         raise InsufficientDataError(
-            f"a {gray.shape[0]}x{gray.shape[1]} image is smaller than one "
+            f"a {gray.shape[1]}x{gray.shape[0]} px image is smaller than one "
             f"{_JPEG_MIN_SIDE}x{_JPEG_MIN_SIDE} JPEG block"
         )
 

@@ -152,7 +152,7 @@ def cooccurrence_matrix(
     dr, dc = (step * distance for step in _STEPS[angle])
     if abs(dr) >= rows or abs(dc) >= cols:
         raise InsufficientDataError(
-            f"a {rows}x{cols} image has no pixel pairs {distance} px apart at "
+            f"a {cols}x{rows} px image has no pixel pairs {distance} px apart at "
             f"{angle} degrees; it needs at least {distance + 1} px on each side"
         )
     reference = image[max(0, -dr) : rows - max(0, dr), max(0, -dc) : cols - max(0, dc)]
