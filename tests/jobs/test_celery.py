@@ -301,6 +301,12 @@ def test_flower_shows_the_workers_and_their_tasks(api, scaled_out, tmp_path):
                 stderr=subprocess.STDOUT,
             )
         _wait_for_http(f"http://127.0.0.1:{port}/healthcheck", flower_log)
+        # Workers send task events once Flower turns them on (it does within
+        # a few seconds of starting); a task run before that goes unseen.
+        deadline = time.monotonic() + 60
+        while "Events of group {task} enabled by remote." not in worker.log():
+            assert time.monotonic() < deadline, worker.log()
+            time.sleep(0.2)
         job_id = upload(api, [(f"{n}.jpg", jpeg_bytes(n)) for n in range(3)]).json()[
             "job_id"
         ]

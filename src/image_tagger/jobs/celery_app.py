@@ -56,9 +56,12 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=BROKER_TIMEOUT_SECONDS,
-        # Events for Flower and `celery events`.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events only while something watches: Flower turns them on
+        # when it starts (and every few seconds, for workers started later),
+        # as `celery control enable_events` does. Off, they cost the workers
+        # nothing, per item, that no one reads.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
     )
     app.task(name=PROCESS_ITEM, ignore_result=True)(process_item)
