@@ -27,7 +27,12 @@ from image_tagger.images.decode import DAMAGED_FILE_ADVICE, ImageDecodeError
 from image_tagger.images.models import Image, ImageAnalysis
 from image_tagger.images.thumbnails import thumbnail_path
 from image_tagger.jobs import service
-from image_tagger.jobs.models import FINAL_JOB_STATUSES, UploadJob, UploadJobItem
+from image_tagger.jobs.models import (
+    FINAL_JOB_STATUSES,
+    JobStatus,
+    UploadJob,
+    UploadJobItem,
+)
 from image_tagger.science.pipeline import (
     PipelineResult,
     SciencePipeline,
@@ -222,13 +227,18 @@ def _claim(
         job_id,
         owner=owner,
         lease_seconds=settings.lease_seconds,
-        mark_job_running=first,
+        mark_job_running=False,  # below, if the job is still pending
     )
     if item_id is None:
         return None
-    image_id, sha256, storage_path, analysed_by, force, stored_vlm = session.execute(
-        _ITEM_IMAGE, {"item_id": item_id, "version": pipeline.version}
+    # Locks the image's row: claims of one image take turns (see
+    # `service.other_claims_of_image`).
+    row = session.execute(
+        _ITEM_IMAGE_LOCKED, {"item_id": item_id, "version": pipeline.version}
     ).one()
+    image_id, sha256, storage_path, analysed_by, force, stored_vlm, job_status = row
+    if first and job_status == JobStatus.PENDING:
+        service.start_job(session, job_id, item_id=item_id, owner=owner)
     return _Work(
         item_id=item_id,
         job_id=job_id,
@@ -237,7 +247,9 @@ def _claim(
         thumbnail=thumbnail_path(settings.data_dir, sha256),
         analysed_by=None if force else analysed_by,
         stored_vlm=stored_vlm,
-        earlier_claims=service.other_claims_of_image(session, image_id, item_id),
+        earlier_claims=service.other_claims_of_image(
+            session, image_id, item_id, image_locked=True
+        ),
     )
 
 
@@ -261,6 +273,9 @@ _ITEM_IMAGE = (
     )
     .where(UploadJobItem.id == bindparam("item_id"))
 )
+# The same, with the job's status, locking the image's row (PostgreSQL; SQLite
+# has one writer at a time anyway).
+_ITEM_IMAGE_LOCKED = _ITEM_IMAGE.add_columns(UploadJob.status).with_for_update(of=Image)
 
 
 def _process_item(

@@ -79,7 +79,8 @@ def claim_next_item(
     """Atomically take the job's next pending item for ``owner``; its id or None.
 
     The job becomes RUNNING with its first claim; a runner that has already
-    seen to that passes ``mark_job_running=False``.
+    seen to that, or that calls `start_job` itself once it has read the job's
+    status, passes ``mark_job_running=False``.
     """
     now = utcnow()
     claimed = session.scalar(
@@ -92,14 +93,20 @@ def claim_next_item(
         },
     )
     if claimed is not None and mark_job_running:
-        started = session.execute(
-            update(JOBS)
-            .where(J.id == job_id, J.status == JobStatus.PENDING)
-            .values(status=JobStatus.RUNNING, started_at=now, updated_at=now)
-        )
-        if started.rowcount == 1:
-            log.info("job.started", job_id=job_id, item_id=claimed, owner=owner)
+        start_job(session, job_id, item_id=claimed, owner=owner)
     return claimed
+
+
+def start_job(session: Session, job_id: int, *, item_id: int, owner: str) -> None:
+    """A pending job becomes RUNNING, with ``item_id`` its first claim."""
+    now = utcnow()
+    started = session.execute(
+        update(JOBS)
+        .where(J.id == job_id, J.status == JobStatus.PENDING)
+        .values(status=JobStatus.RUNNING, started_at=now, updated_at=now)
+    )
+    if started.rowcount == 1:
+        log.info("job.started", job_id=job_id, item_id=item_id, owner=owner)
 
 
 def _held_by(item_id: int, owner: str) -> tuple:
@@ -629,7 +636,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def other_claims_of_image(
-    session: Session, image_id: int, item_id: int
+    session: Session, image_id: int, item_id: int, *, image_locked: bool = False
 ) -> tuple[tuple[int, str], ...]:
     """The other running items of the image, as ``(item id, lease owner)``.
 
@@ -638,9 +645,10 @@ def other_claims_of_image(
     its model calls paid, once: a claim waits for those it finds here. Claims
     of one image take turns (PostgreSQL: the image's row is locked; SQLite:
     one writer at a time), so of two claims the later one always sees the
-    earlier, and the earlier never waits for the later.
+    earlier, and the earlier never waits for the later. ``image_locked``: the
+    transaction has locked the image's row already (``FOR UPDATE``).
     """
-    if _is_postgres(session):
+    if _is_postgres(session) and not image_locked:
         session.execute(_lock_image_statement(), {"p_image_id": image_id})
     return tuple(
         (row.id, row.lease_owner)
