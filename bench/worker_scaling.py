@@ -4,7 +4,9 @@ Each worker is ``image-tagger worker --concurrency 1`` (one analysis process),
 on PostgreSQL and Redis. A batch of the sample photos (each three times, with
 distinct bytes, so every copy is analysed) is dispatched through the Celery
 backend, as the API does, to one worker and then, on a fresh database, to two.
-The time is dispatch to final status; the ratio one / two is the speed-up
+Each round shuffles the batch (seeded by the round), so heavy and light
+photos mix as in a real batch rather than the heaviest coming last. The time
+is dispatch to final status; the ratio one / two is the speed-up
 (bar: at least 1.7 on two cores). Rounds alternate the order; every ratio is
 printed with the cores the workers got and how busy the whole machine was
 (other work on a shared machine takes cores from the workers), then the
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import random
 import secrets
 import statistics
 import sys
@@ -93,11 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         ratios, ceilings = [], []
         for round_ in range(args.rounds):
+            # A batch in an order of its own each round (the same for one and
+            # two workers), so heavy and light photos mix as in a real batch.
+            batch = random.Random(round_).sample(files, len(files))
             order = (1, 2) if round_ % 2 == 0 else (2, 1)
-            runs = {n: run_batch(folder, files, workers=n) for n in order}
+            runs = {n: run_batch(folder, batch, workers=n) for n in order}
             ratio = runs[1].seconds / runs[2].seconds
             ratios.append(ratio)
-            ceiling = bare_ratio(files, folder / "bare")
+            ceiling = bare_ratio(batch, folder / "bare")
             ceilings.append(ceiling)
             print(
                 f"  round {round_ + 1}: ratio {ratio:.2f}   (bare analysis, one / "

@@ -209,15 +209,13 @@ def _finish_item(
 ) -> bool:
     now = utcnow()
     result = session.execute(
-        update(ITEMS)
-        .where(*_held_by(item_id, owner))
-        .values(
-            status=status,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=now,
-            **values,
-        )
+        _finish_statement(status, tuple(values)),
+        {
+            "p_item_id": item_id,
+            "p_owner": owner,
+            "p_now": now,
+            **{f"p_{name}": value for name, value in values.items()},
+        },
     )
     if result.rowcount != 1:
         return False
@@ -234,6 +232,29 @@ def _finish_item(
 
 
 _NOW = bindparam("p_now", type_=UTCDateTime())
+
+
+@lru_cache
+def _finish_statement(status: ItemStatus, names: tuple[str, ...]) -> Update:
+    """Recording a held item as ``status``, setting the columns ``names`` too
+    (built once for each: it runs for every item)."""
+    return (
+        update(ITEMS)
+        .where(
+            I.id == bindparam("p_item_id"),
+            I.lease_owner == bindparam("p_owner"),
+            I.status == ItemStatus.RUNNING,
+        )
+        .values(
+            {
+                I.status: status,
+                I.lease_owner: None,
+                I.lease_expires_at: None,
+                I.finished_at: bindparam("p_now", type_=UTCDateTime()),
+                **{getattr(I, name): bindparam(f"p_{name}") for name in names},
+            }
+        )
+    )
 
 
 def _count_statement(counter) -> Update:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -84,6 +84,14 @@ class PipelineResult:
     #: marked stored with the analysis, so never used again instead of a call.
     vlm_calls: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+# An image's stored VLM outcomes by one pipeline version (built once: read for
+# every item recorded).
+_STORED_VLM = select(ImageAnalysis.vlm).where(
+    ImageAnalysis.image_id == bindparam("p_image_id"),
+    ImageAnalysis.pipeline_version == bindparam("p_version"),
+)
 
 
 def decode_and_measure(path: Path, thumbnail: Path | None = None) -> MetricsResult:
@@ -283,10 +291,7 @@ class SciencePipeline:
     def stored_vlm(self, image_id: int) -> dict[str, Any] | None:
         """The VLM outcomes stored on the image's analysis by this version."""
         return self._require_db().scalar(
-            select(ImageAnalysis.vlm).where(
-                ImageAnalysis.image_id == image_id,
-                ImageAnalysis.pipeline_version == self.version,
-            )
+            _STORED_VLM, {"p_image_id": image_id, "p_version": self.version}
         )
 
     def analyze(self, image: Image) -> ImageAnalysis:
