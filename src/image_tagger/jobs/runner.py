@@ -255,27 +255,34 @@ def _claim(
 
 # An item's image, the version of its analysis by this pipeline if any, and
 # whether its job analyses every image again regardless.
+# (On the tables, not the mapped classes: a plain statement, without the ORM's
+# work on each execution.)
+_IMAGES, _ANALYSES = Image.__table__.c, ImageAnalysis.__table__.c
+_JOBS, _ITEMS = UploadJob.__table__.c, UploadJobItem.__table__.c
 _ITEM_IMAGE = (
     select(
-        Image.id,
-        Image.sha256,
-        Image.storage_path,
-        ImageAnalysis.pipeline_version,
-        UploadJob.force_reanalysis,
-        ImageAnalysis.vlm,
+        _IMAGES.id,
+        _IMAGES.sha256,
+        _IMAGES.storage_path,
+        _ANALYSES.pipeline_version,
+        _JOBS.force_reanalysis,
+        _ANALYSES.vlm,
     )
-    .join(UploadJobItem, UploadJobItem.image_id == Image.id)
-    .join(UploadJob, UploadJob.id == UploadJobItem.job_id)
+    .select_from(Image.__table__)
+    .join(UploadJobItem.__table__, _ITEMS.image_id == _IMAGES.id)
+    .join(UploadJob.__table__, _JOBS.id == _ITEMS.job_id)
     .outerjoin(
-        ImageAnalysis,
-        (ImageAnalysis.image_id == Image.id)
-        & (ImageAnalysis.pipeline_version == bindparam("version")),
+        ImageAnalysis.__table__,
+        (_ANALYSES.image_id == _IMAGES.id)
+        & (_ANALYSES.pipeline_version == bindparam("version")),
     )
-    .where(UploadJobItem.id == bindparam("item_id"))
+    .where(_ITEMS.id == bindparam("item_id"))
 )
 # The same, with the job's status, locking the image's row (PostgreSQL; SQLite
 # has one writer at a time anyway).
-_ITEM_IMAGE_LOCKED = _ITEM_IMAGE.add_columns(UploadJob.status).with_for_update(of=Image)
+_ITEM_IMAGE_LOCKED = _ITEM_IMAGE.add_columns(_JOBS.status).with_for_update(
+    of=Image.__table__
+)
 
 
 def _process_item(

@@ -88,9 +88,10 @@ class PipelineResult:
 
 # An image's stored VLM outcomes by one pipeline version (built once: read for
 # every item recorded).
-_STORED_VLM = select(ImageAnalysis.vlm).where(
-    ImageAnalysis.image_id == bindparam("p_image_id"),
-    ImageAnalysis.pipeline_version == bindparam("p_version"),
+_ANALYSES = ImageAnalysis.__table__
+_STORED_VLM = select(_ANALYSES.c.vlm).where(
+    _ANALYSES.c.image_id == bindparam("p_image_id"),
+    _ANALYSES.c.pipeline_version == bindparam("p_version"),
 )
 
 
@@ -276,7 +277,7 @@ class SciencePipeline:
         insert = (
             pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
         )
-        statement = insert(ImageAnalysis).values(
+        statement = insert(_ANALYSES).values(
             image_id=image_id,
             pipeline_version=self.version,
             created_at=values["updated_at"],
@@ -285,7 +286,7 @@ class SciencePipeline:
         return db.scalar(
             statement.on_conflict_do_update(
                 index_elements=["image_id", "pipeline_version"], set_=values
-            ).returning(ImageAnalysis.id)
+            ).returning(_ANALYSES.c.id)
         )
 
     def stored_vlm(self, image_id: int) -> dict[str, Any] | None:
