@@ -1,8 +1,8 @@
 """Scaled-out throughput: the sample photos through one worker process, then two.
 
 Each worker is ``image-tagger worker --concurrency 1`` (one analysis process),
-on PostgreSQL and Redis. A batch of the sample photos (each three times, with
-distinct bytes, so every copy is analysed) is dispatched through the Celery
+on PostgreSQL and Redis. A batch of the sample photos (each ``COPIES`` times,
+with distinct bytes, so every copy is analysed) is dispatched through the Celery
 backend, as the API does, to one worker and then, on a fresh database, to two.
 Each round shuffles the batch (seeded by the round), so heavy and light
 photos mix as in a real batch rather than the heaviest coming last. The time
@@ -50,7 +50,7 @@ from workers import (  # noqa: E402
 
 from bench.photos import sample_photos  # noqa: E402
 
-COPIES = 6
+COPIES = 12  # 180 images of the 15 shared photos: a batch, not a sprint
 BAR = 1.7
 POSTGRES = os.environ.get(
     "IMAGE_TAGGER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1/test"
