@@ -407,6 +407,15 @@ def ingest(
     raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_WITH_ERRORS") else 1)
 
 
+def _nowhere(database: Path) -> bool:
+    """True when the SQLite file is missing and nothing stands in the way of
+    its folder (a file where a folder should be is refused elsewhere)."""
+    if database.exists():
+        return False
+    nearest = next(p for p in database.parents if p.exists())
+    return nearest.is_dir()
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
@@ -813,7 +822,7 @@ def token_list() -> None:
     from image_tagger.db import session_scope
 
     url = make_url(_settings().sqlalchemy_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
+    if url.get_backend_name() == "sqlite" and _nowhere(Path(url.database)):
         # A mistyped IMAGE_TAGGER_DATA_DIR: say so, and create nothing there.
         console.print(
             f"no tokens in {_database()}: it does not exist (IMAGE_TAGGER_DATA_DIR "
