@@ -38,6 +38,11 @@ def get_costs(
     vlm = get_vlm(settings)
     reserved = vlm.budget.reserved if vlm is not None else Decimal(0)
     with session_scope() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # The report's reads in one snapshot, as SQLite's read transaction
+            # gives: a call that ends meanwhile is never counted twice or not
+            # at all (in flight in one total, done in another).
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         return cost_report(
             session,
             settings=settings,
