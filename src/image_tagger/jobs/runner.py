@@ -247,9 +247,7 @@ def _claim(
         thumbnail=thumbnail_path(settings.data_dir, sha256),
         analysed_by=None if force else analysed_by,
         stored_vlm=stored_vlm,
-        earlier_claims=service.other_claims_of_image(
-            session, image_id, item_id, image_locked=True
-        ),
+        earlier_claims=service.other_claims_of_image(session, image_id, item_id),
     )
 
 

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 import image_tagger.logging  # noqa: F401  (log levels when used as a library)
 from image_tagger.db import UTCDateTime, utcnow
-from image_tagger.images.models import Image
 from image_tagger.jobs.models import (
     FINAL_JOB_STATUSES,
     ItemStatus,
@@ -109,9 +108,13 @@ def start_job(session: Session, job_id: int, *, item_id: int, owner: str) -> Non
         log.info("job.started", job_id=job_id, item_id=item_id, owner=owner)
 
 
-def _held_by(item_id: int, owner: str) -> tuple:
-    """The item, only while ``owner`` holds it: the fence of every item update."""
-    return (I.id == item_id, I.lease_owner == owner, I.status == ItemStatus.RUNNING)
+# The item ``p_item_id``, only while ``p_owner`` holds it: the fence of every
+# update of a claimed item.
+_HELD = (
+    I.id == bindparam("p_item_id"),
+    I.lease_owner == bindparam("p_owner"),
+    I.status == ItemStatus.RUNNING,
+)
 
 
 def renew_lease(
@@ -120,8 +123,9 @@ def renew_lease(
     """Extend ``owner``'s lease on a running item; False if it was lost."""
     result = session.execute(
         update(ITEMS)
-        .where(*_held_by(item_id, owner))
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .where(*_HELD)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)),
+        {"p_item_id": item_id, "p_owner": owner},
     )
     return result.rowcount == 1
 
@@ -186,14 +190,15 @@ def release_item(
     """
     result = session.execute(
         update(ITEMS)
-        .where(*_held_by(item_id, owner))
+        .where(*_HELD)
         .values(
             status=ItemStatus.PENDING,
             lease_owner=None,
             lease_expires_at=None,
             error_message=reason,
             attempts=I.attempts - 1 if refund_attempt else I.attempts,
-        )
+        ),
+        {"p_item_id": item_id, "p_owner": owner},
     )
     return result.rowcount == 1
 
@@ -240,17 +245,13 @@ def _finish_statement(status: ItemStatus, names: tuple[str, ...]) -> Update:
     (built once for each: it runs for every item)."""
     return (
         update(ITEMS)
-        .where(
-            I.id == bindparam("p_item_id"),
-            I.lease_owner == bindparam("p_owner"),
-            I.status == ItemStatus.RUNNING,
-        )
+        .where(*_HELD)
         .values(
             {
                 I.status: status,
                 I.lease_owner: None,
                 I.lease_expires_at: None,
-                I.finished_at: bindparam("p_now", type_=UTCDateTime()),
+                I.finished_at: _NOW,
                 **{getattr(I, name): bindparam(f"p_{name}") for name in names},
             }
         )
@@ -264,7 +265,7 @@ def _count_statement(counter) -> Update:
         .values(
             {
                 counter: counter + 1,
-                J.updated_at: bindparam("p_now", type_=UTCDateTime()),
+                J.updated_at: _NOW,
             }
         )
         .returning(J.completed_items, J.failed_items, J.cancelled_items, J.total_items)
@@ -657,20 +658,18 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def other_claims_of_image(
-    session: Session, image_id: int, item_id: int, *, image_locked: bool = False
+    session: Session, image_id: int, item_id: int
 ) -> tuple[tuple[int, str], ...]:
     """The other running items of the image, as ``(item id, lease owner)``.
 
     Called in the transaction that claims ``item_id``. Two jobs can hold the
     same new image (uploads at the same moment); the image is analysed, and
     its model calls paid, once: a claim waits for those it finds here. Claims
-    of one image take turns (PostgreSQL: the image's row is locked; SQLite:
-    one writer at a time), so of two claims the later one always sees the
-    earlier, and the earlier never waits for the later. ``image_locked``: the
-    transaction has locked the image's row already (``FOR UPDATE``).
+    of one image take turns (PostgreSQL: the claim's transaction has locked
+    the image's row, ``FOR UPDATE``, when it read the image; SQLite: one
+    writer at a time), so of two claims the later one always sees the
+    earlier, and the earlier never waits for the later.
     """
-    if _is_postgres(session) and not image_locked:
-        session.execute(_lock_image_statement(), {"p_image_id": image_id})
     return tuple(
         (row.id, row.lease_owner)
         for row in session.execute(
@@ -689,16 +688,6 @@ def claims_still_held(session: Session, claims: Iterable[tuple[int, str]]) -> bo
         )
     )
     return any(claims[row.id] == row.lease_owner for row in rows)
-
-
-@lru_cache
-def _lock_image_statement() -> Select:
-    images = Image.__table__
-    return (
-        select(images.c.id)
-        .where(images.c.id == bindparam("p_image_id"))
-        .with_for_update()
-    )
 
 
 @lru_cache
