@@ -115,16 +115,27 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _prepare(*, runs_jobs: bool = False) -> None:
+def _prepare(*, runs_jobs: bool = False, reads_only: bool = False) -> None:
     """Settings, logging, directories and an up-to-date schema.
 
     ``runs_jobs``: the command dispatches jobs, so its queue must be available.
+    ``reads_only``: the command only reads what is stored, so a SQLite database
+    that does not exist is a mistyped path, refused rather than created.
     """
     from image_tagger.images.formats import apply_pixel_limit
     from image_tagger.logging import configure_logging
     from image_tagger.migrations import upgrade_database
 
     settings = _settings()
+    url = make_url(settings.sqlalchemy_url)
+    if reads_only and url.get_backend_name() == "sqlite" and _nowhere(url.database):
+        err.print(
+            f"no database at {_database()}: nothing is stored there "
+            "(IMAGE_TAGGER_DATA_DIR or IMAGE_TAGGER_DATABASE_URL chooses it; the "
+            "server creates it at its first start)",
+            markup=False,
+        )
+        raise typer.Exit(2)
     if runs_jobs and settings.unavailable_queue():
         err.print(settings.unavailable_queue(), markup=False)
         raise typer.Exit(2)
@@ -135,6 +146,15 @@ def _prepare(*, runs_jobs: bool = False) -> None:
     )
     _require_data_dir(settings)
     _require_database(settings, upgrade_database)
+
+
+def _nowhere(database: str) -> bool:
+    """True when the SQLite file is missing and nothing stands in the way of
+    its folder (a file where a folder should be is refused elsewhere)."""
+    path = Path(database)
+    if path.exists():
+        return False
+    return next(p for p in path.parents if p.exists()).is_dir()
 
 
 def _require_data_dir(settings: Settings) -> None:
@@ -405,15 +425,6 @@ def ingest(
     status = _run_and_watch(job_id)
     _print_job_table(job_id)
     raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_WITH_ERRORS") else 1)
-
-
-def _nowhere(database: Path) -> bool:
-    """True when the SQLite file is missing and nothing stands in the way of
-    its folder (a file where a folder should be is refused elsewhere)."""
-    if database.exists():
-        return False
-    nearest = next(p for p in database.parents if p.exists())
-    return nearest.is_dir()
 
 
 def _plural(count: int, noun: str) -> str:
@@ -698,20 +709,20 @@ def export(
     if export_format not in ("csv", "parquet"):
         err.print(f"unknown format {export_format!r}; use --format csv or parquet")
         raise typer.Exit(2)
-    _prepare()
+    _prepare(reads_only=True)
     with session_scope() as session:
         if session.get(UploadJob, job_id) is None:
             err.print(f"no job {job_id}")
             raise typer.Exit(2)
         table = job_export.build_table(session, job_id)
     content = job_export.render(table, export_format)
+    shape = (
+        f"{_plural(len(table.rows), 'row')}, {_plural(len(table.columns), 'column')}"
+    )
     if str(output) == "-":
         sys.stdout.buffer.write(content)
         sys.stdout.flush()
-        err.print(
-            f"{_plural(len(table.rows), 'row')}, "
-            f"{_plural(len(table.columns), 'column')}"
-        )
+        err.print(shape)
         return
     output = output or Path(f"job-{job_id}.{export_format}")
     # A link is written through: its target is replaced, the link kept.
@@ -742,10 +753,7 @@ def export(
             markup=False,
         )
         raise typer.Exit(2) from None
-    console.print(
-        f"{output}: {_plural(len(table.rows), 'row')}, "
-        f"{_plural(len(table.columns), 'column')}"
-    )
+    console.print(f"{output}: {shape}")
 
 
 def _write_whole(path: Path, content: bytes) -> None:
@@ -802,7 +810,7 @@ def token_revoke(
     from image_tagger.auth.service import revoke_token
     from image_tagger.db import session_scope
 
-    _prepare()
+    _prepare(reads_only=True)
     with session_scope(write=True) as session:
         revoked = revoke_token(session, token_id)
     if not revoked:
@@ -821,17 +829,7 @@ def token_list() -> None:
     from image_tagger.auth.service import list_tokens
     from image_tagger.db import session_scope
 
-    url = make_url(_settings().sqlalchemy_url)
-    if url.get_backend_name() == "sqlite" and _nowhere(Path(url.database)):
-        # A mistyped IMAGE_TAGGER_DATA_DIR: say so, and create nothing there.
-        console.print(
-            f"no tokens in {_database()}: it does not exist (IMAGE_TAGGER_DATA_DIR "
-            "or IMAGE_TAGGER_DATABASE_URL chooses it; the server creates it at its "
-            "first start)",
-            highlight=False,
-        )
-        return
-    _prepare()
+    _prepare(reads_only=True)
     table = Table()
     for column in ("id", "name", "role", "created", "revoked"):
         table.add_column(column)

@@ -181,23 +181,25 @@ def test_token_commands_say_which_database_they_used(data_dir):
     assert f"token 1 revoked in {database}" in revoked.stdout
 
 
-def test_token_list_of_a_data_directory_that_does_not_exist_creates_nothing(
+def test_reading_commands_refuse_a_database_that_does_not_exist_and_create_none(
     tmp_path,
 ):
     missing = tmp_path / "typo" / "data"
+    env = {
+        "IMAGE_TAGGER_DATA_DIR": str(missing),
+        "IMAGE_TAGGER_DATABASE_URL": f"sqlite:///{missing}/image_tagger.db",
+    }
 
-    result = _cli(
-        tmp_path,
-        "token",
-        "list",
-        IMAGE_TAGGER_DATA_DIR=str(missing),
-        IMAGE_TAGGER_DATABASE_URL=f"sqlite:///{missing}/image_tagger.db",
-    )
+    for command in (("token", "list"), ("token", "revoke", "1"), ("export", "1")):
+        result = _cli(tmp_path, *command, **env)
 
-    assert result.returncode == 0, result.stderr
-    message = " ".join(result.stdout.split())
-    assert message.startswith(f"no tokens in sqlite:///{missing}/image_tagger.db: it")
-    assert "it does not exist (IMAGE_TAGGER_DATA_DIR" in message
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        message = " ".join(result.stderr.split())
+        assert message == (
+            f"no database at sqlite:///{missing}/image_tagger.db: nothing is stored "
+            "there (IMAGE_TAGGER_DATA_DIR or IMAGE_TAGGER_DATABASE_URL chooses it; "
+            "the server creates it at its first start)"
+        )
     assert not (tmp_path / "typo").exists()
 
 
