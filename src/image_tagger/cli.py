@@ -132,7 +132,7 @@ def _prepare(*, runs_jobs: bool = False, reads_only: bool = False) -> None:
         err.print(
             f"no database at {_database()}: nothing is stored there "
             "(IMAGE_TAGGER_DATA_DIR or IMAGE_TAGGER_DATABASE_URL chooses it; the "
-            "server creates it at its first start)",
+            "server, `migrate` or `ingest` creates it)",
             markup=False,
         )
         raise typer.Exit(2)

@@ -198,7 +198,7 @@ def test_reading_commands_refuse_a_database_that_does_not_exist_and_create_none(
         assert message == (
             f"no database at sqlite:///{missing}/image_tagger.db: nothing is stored "
             "there (IMAGE_TAGGER_DATA_DIR or IMAGE_TAGGER_DATABASE_URL chooses it; "
-            "the server creates it at its first start)"
+            "the server, `migrate` or `ingest` creates it)"
         )
     assert not (tmp_path / "typo").exists()
 
